@@ -1,0 +1,14 @@
+//! Kubernetes streaming protocols: remotecommand (exec/attach) and portforward, over SPDY/3.1 and
+//! WebSocket, plus the upgrade-aware proxy that every hop between a client and a container uses.
+//!
+//! CONTRACT (fixed by the lead; other crates compile against these signatures):
+//! - [`remotecommand::serve`] answers an exec/attach upgrade request and runs the session.
+//! - [`portforward::serve`] answers a port-forward upgrade request and runs the session.
+//! - [`proxy::upgrade_proxy`] forwards an upgrade request to a backend and splices only after 101.
+
+pub mod portforward;
+pub mod proxy;
+pub mod remotecommand;
+
+/// The body type of every HTTP response this crate builds.
+pub type Body = http_body_util::Full<bytes::Bytes>;

@@ -1,0 +1,70 @@
+//! remotecommand (exec/attach) server half.
+use std::future::Future;
+
+use hyper::{Request, Response, body::Incoming};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use crate::Body;
+
+/// Which standard streams the session carries (from the CRI request or the kubelet query).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// The client sends stdin.
+    pub stdin: bool,
+    /// The client reads stdout.
+    pub stdout: bool,
+    /// The client reads stderr (forced off when `tty`).
+    pub stderr: bool,
+    /// The process runs on a terminal; resize events are delivered.
+    pub tty: bool,
+}
+
+/// A terminal size sent by the client on the resize stream/channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalSize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+}
+
+/// A boxed reader of client bytes (stdin); EOF when the client half-closes stdin.
+pub type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
+/// A boxed writer towards the client (stdout, stderr); dropping or shutting it down ends the stream.
+pub type BoxedWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The streams handed to the handler once the client has opened them.
+pub struct ServerStreams {
+    /// Client → process bytes, present when `stdin` was requested.
+    pub stdin: Option<BoxedReader>,
+    /// Process → client stdout, present when `stdout` was requested.
+    pub stdout: Option<BoxedWriter>,
+    /// Process → client stderr, present when `stderr` was requested and not tty.
+    pub stderr: Option<BoxedWriter>,
+    /// Terminal size changes, present when `tty` (first size arrives as soon as the client sends it).
+    pub resize: Option<mpsc::Receiver<TerminalSize>>,
+}
+
+/// How the command ended, reported to the client on the error stream/channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The process exited with this code (0 = success).
+    Exited(i32),
+    /// The command could not be run or failed for another reason (text goes to the client).
+    Error(String),
+}
+
+/// Answers an exec/attach upgrade request: negotiates WebSocket (`v5.channel.k8s.io`,
+/// `v4.channel.k8s.io`, `v4.base64.channel.k8s.io`, `base64.channel.k8s.io`, `channel.k8s.io`)
+/// or SPDY/3.1 (`v5`..`v1` `channel.k8s.io`), and returns the response to send (101 or a 4xx with
+/// the reason). After the upgrade it waits for the client's streams, calls `handler`, and once the
+/// handler returned and all stdout/stderr bytes were flushed, reports the outcome and closes.
+pub fn serve<F, Fut>(req: Request<Incoming>, options: StreamOptions, handler: F) -> Response<Body>
+where
+    F: FnOnce(ServerStreams) -> Fut + Send + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let _ = (req, options, handler);
+    todo!("implemented by the podway-stream work")
+}
