@@ -1,0 +1,270 @@
+//! The runtime's public types and the [`Runtime`] handle.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use crate::images::ImageStore;
+
+/// Errors of the runtime; each names the object and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such image, sandbox or container (the text names which).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The object exists already (e.g. a sandbox with the same name/namespace/uid/attempt).
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The request is malformed (empty command, bad port, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The object is in the wrong state (exec into a stopped container, remove an image in use).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// The OCI runtime or another command failed.
+    #[error("{0}")]
+    Command(String),
+    /// An I/O error with context.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias of the runtime.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the runtime keeps its files and which programs it runs.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Persistent data: `images/` (blobs, index), `snapshots/`, `containers/`, `sandboxes/`.
+    pub data_dir: PathBuf,
+    /// Volatile state (sockets, runc root): `/run/podway` by default.
+    pub state_dir: PathBuf,
+    /// The OCI runtime binary (runc; crun and youki are CLI-compatible).
+    pub oci_runtime: PathBuf,
+    /// The podway binary, re-executed as `podway shim …` and `podway pause`.
+    pub podway_bin: PathBuf,
+}
+
+/// A terminal size for a TTY process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+}
+
+/// The client side of a process's standard streams.
+#[derive(Default)]
+pub struct ProcessIo {
+    /// Bytes for the process's stdin; EOF closes the process's stdin.
+    pub stdin: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    /// Receives the process's stdout (with a tty: the terminal output).
+    pub stdout: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// Receives the process's stderr (never with a tty).
+    pub stderr: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// Terminal size changes (tty only).
+    pub resize: Option<mpsc::Receiver<WindowSize>>,
+}
+
+/// What a pod sandbox is asked to be.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SandboxSpec {
+    /// Pod name.
+    pub name: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod uid.
+    pub uid: String,
+    /// Attempt number (CRI metadata).
+    pub attempt: u32,
+    /// Hostname inside the pod's UTS namespace.
+    pub hostname: String,
+    /// Folder of the pod's container log files.
+    pub log_directory: Option<PathBuf>,
+    /// CRI labels.
+    pub labels: BTreeMap<String, String>,
+    /// CRI annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Sandbox state as the CRI sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SandboxState {
+    /// The pause process holds the namespaces.
+    Ready,
+    /// Stopped (or its pause process is gone).
+    NotReady,
+}
+
+/// A pod sandbox as it is now.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SandboxInfo {
+    /// Sandbox id (64 hex characters).
+    pub id: String,
+    /// What it was created from.
+    pub spec: SandboxSpec,
+    /// Ready or not.
+    pub state: SandboxState,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Path of its network namespace (e.g. a pinned bind mount or `/proc/PID/ns/net`).
+    pub netns_path: PathBuf,
+    /// Pid of the pause process (0 when stopped).
+    pub pid: u32,
+}
+
+/// A bind mount into a container.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct MountSpec {
+    /// Source on the host.
+    pub host_path: PathBuf,
+    /// Destination inside the container.
+    pub container_path: PathBuf,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+/// What a container is asked to be.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ContainerSpec {
+    /// Container name within the pod.
+    pub name: String,
+    /// Attempt (restart count).
+    pub attempt: u32,
+    /// Image reference (name or id) as given by the client.
+    pub image: String,
+    /// Entrypoint override (Kubernetes `command`); empty = the image's Entrypoint.
+    pub command: Vec<String>,
+    /// Arguments (Kubernetes `args`); empty with empty `command` = the image's Cmd.
+    pub args: Vec<String>,
+    /// Environment, added to the image's.
+    pub env: Vec<(String, String)>,
+    /// Working directory; `None` = the image's.
+    pub working_dir: Option<String>,
+    /// Run on a terminal.
+    pub tty: bool,
+    /// Keep stdin open for attach.
+    pub stdin: bool,
+    /// Close stdin after the first attach ends.
+    pub stdin_once: bool,
+    /// Absolute path of the CRI log file.
+    pub log_path: Option<PathBuf>,
+    /// Bind mounts.
+    pub mounts: Vec<MountSpec>,
+    /// CRI labels.
+    pub labels: BTreeMap<String, String>,
+    /// CRI annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Container state as the CRI sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process has exited.
+    Exited,
+    /// The runtime cannot tell.
+    Unknown,
+}
+
+/// A container as it is now.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ContainerInfo {
+    /// Container id (64 hex characters).
+    pub id: String,
+    /// Its sandbox.
+    pub sandbox_id: String,
+    /// What it was created from.
+    pub spec: ContainerSpec,
+    /// Resolved image id (`sha256:…` of the image config).
+    pub image_id: String,
+    /// State.
+    pub state: ContainerState,
+    /// Nanoseconds since the epoch (0 = not yet).
+    pub created_at: i64,
+    /// Nanoseconds since the epoch (0 = not yet).
+    pub started_at: i64,
+    /// Nanoseconds since the epoch (0 = not yet).
+    pub finished_at: i64,
+    /// Exit code once exited.
+    pub exit_code: i32,
+    /// Short reason once exited (`Completed`, `Error`, `OOMKilled`).
+    pub reason: String,
+    /// Longer message (e.g. why it failed to start).
+    pub message: String,
+    /// Pid of the main process while running (0 otherwise).
+    pub pid: u32,
+}
+
+/// Output of [`Runtime::exec_sync`] (each stream capped at 16 MiB).
+#[derive(Debug, Clone, Default)]
+pub struct ExecSyncOutput {
+    /// Captured stdout.
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+    /// Exit code (-1 when killed by the timeout).
+    pub exit_code: i32,
+}
+
+/// The runtime handle; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: std::sync::Arc<crate::api::Inner>,
+}
+
+#[doc(hidden)]
+pub struct Inner {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) images: ImageStore,
+}
+
+#[allow(unused_variables, clippy::unused_async)]
+impl Runtime {
+    /// Opens (or creates) the runtime's folders and finds sandboxes and containers left by an
+    /// earlier run (their monitors kept them running).
+    pub async fn open(config: RuntimeConfig) -> Result<Runtime> { todo!() }
+    /// The image store.
+    pub fn images(&self) -> &ImageStore { &self.inner.images }
+    /// Starts a sandbox: its namespaces, held by a `podway pause` process; loopback up, hostname set.
+    pub async fn run_sandbox(&self, spec: SandboxSpec) -> Result<SandboxInfo> { todo!() }
+    /// Stops every container of the sandbox and its pause process (idempotent).
+    pub async fn stop_sandbox(&self, id: &str) -> Result<()> { todo!() }
+    /// Removes a stopped sandbox and its containers, leaving no mount, process or folder (idempotent).
+    pub async fn remove_sandbox(&self, id: &str) -> Result<()> { todo!() }
+    /// One sandbox.
+    pub async fn sandbox(&self, id: &str) -> Result<SandboxInfo> { todo!() }
+    /// Every sandbox.
+    pub async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>> { todo!() }
+    /// Creates a container in a sandbox (rootfs, OCI bundle); returns its id.
+    pub async fn create_container(&self, sandbox_id: &str, spec: ContainerSpec) -> Result<String> { todo!() }
+    /// Starts a created container's process under the pod's monitor.
+    pub async fn start_container(&self, id: &str) -> Result<()> { todo!() }
+    /// SIGTERM, then SIGKILL after `grace` (idempotent).
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> { todo!() }
+    /// Removes a container (stopping it first), its rootfs mount and bundle (idempotent).
+    pub async fn remove_container(&self, id: &str) -> Result<()> { todo!() }
+    /// One container.
+    pub async fn container(&self, id: &str) -> Result<ContainerInfo> { todo!() }
+    /// Every container.
+    pub async fn list_containers(&self) -> Result<Vec<ContainerInfo>> { todo!() }
+    /// Runs `cmd` in a running container with `io`; returns the exit code.
+    pub async fn exec(&self, id: &str, cmd: Vec<String>, tty: bool, io: ProcessIo) -> Result<i32> { todo!() }
+    /// Runs `cmd` and captures its output, killed after `timeout` (None = no limit).
+    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Option<Duration>) -> Result<ExecSyncOutput> { todo!() }
+    /// Attaches `io` to the container's main process; returns when the client or the process ends.
+    pub async fn attach(&self, id: &str, io: ProcessIo) -> Result<()> { todo!() }
+    /// Connects to `localhost:port` inside the sandbox's network namespace.
+    pub async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream> { todo!() }
+}
