@@ -1,0 +1,200 @@
+//! Command-line interface: every flag of every command, with its help text.
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Kubernetes' container-streaming path (exec, attach, port-forward, logs, cp) in one binary:
+/// an API server, a node agent and a CRI container runtime built on runc.
+#[derive(Debug, Parser)]
+#[command(name = "podway", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (`info`, `debug`, `podway_node=debug,info`, …); RUST_LOG takes precedence.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this machine: API server (SQLite store), node agent and container runtime,
+    /// in the foreground. Writes an admin kubeconfig to DATA_DIR/kubeconfig. Ctrl-C or SIGTERM
+    /// stops every tier and every pod.
+    Up(UpArgs),
+    /// Run only the API server.
+    Server(ServerArgs),
+    /// Run only the node agent, against a CRI runtime socket (podway's or containerd's).
+    Node(NodeArgs),
+    /// Run only the container runtime: the CRI server and its streaming server.
+    Runtime(RuntimeArgs),
+    /// Manage the runtime's images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// Flags shared by every command that runs the container runtime.
+#[derive(Debug, Args, Clone)]
+pub struct RuntimeFlags {
+    /// Folder for persistent data: store, certificates, images, snapshots, pod logs.
+    #[arg(long, default_value = "/var/lib/podway", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Folder for volatile state: the CRI socket, the OCI runtime's state.
+    #[arg(long, default_value = "/run/podway", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// The OCI runtime binary (runc; crun and youki are command-line compatible).
+    #[arg(long, default_value = "runc", value_name = "PATH")]
+    pub oci_runtime: PathBuf,
+}
+
+/// `podway up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Runtime folders and programs.
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443, value_name = "N")]
+    pub api_port: u16,
+    /// HTTPS port of the node agent's debugging handlers (exec, attach, port-forward, logs).
+    #[arg(long, default_value_t = 10250, value_name = "N")]
+    pub node_port: u16,
+    /// Name of this node (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+/// `podway server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Folder for the store and the certificates (generated on first start).
+    #[arg(long, default_value = "/var/lib/podway", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind_address: IpAddr,
+    /// HTTPS port.
+    #[arg(long, default_value_t = 6443, value_name = "N")]
+    pub port: u16,
+    /// Name of the node whose certificates are generated with the cluster's (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Kubelet port used for nodes that do not report one.
+    #[arg(long, default_value_t = 10250, value_name = "N")]
+    pub kubelet_port: u16,
+}
+
+/// `podway node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Name of this node (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Kubeconfig with this node's client certificate.
+    #[arg(long, default_value = "/var/lib/podway/node.kubeconfig", value_name = "FILE")]
+    pub kubeconfig: PathBuf,
+    /// CRI endpoint (unix socket path, `unix://` prefix allowed).
+    #[arg(long, default_value = "unix:///run/podway/cri.sock", value_name = "ENDPOINT")]
+    pub container_runtime_endpoint: String,
+    /// Address the debugging handlers listen on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub address: IpAddr,
+    /// Port of the debugging handlers.
+    #[arg(long, default_value_t = 10250, value_name = "N")]
+    pub port: u16,
+    /// Address reported as the node's InternalIP.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), value_name = "IP")]
+    pub node_ip: IpAddr,
+    /// Serving certificate of the debugging handlers.
+    #[arg(long, default_value = "/var/lib/podway/pki/node.crt", value_name = "FILE")]
+    pub tls_cert_file: PathBuf,
+    /// Key of the serving certificate.
+    #[arg(long, default_value = "/var/lib/podway/pki/node.key", value_name = "FILE")]
+    pub tls_private_key_file: PathBuf,
+    /// CA that signs the certificates of clients allowed to call the debugging handlers.
+    #[arg(long, default_value = "/var/lib/podway/pki/ca.crt", value_name = "FILE")]
+    pub client_ca_file: PathBuf,
+    /// Folder of the pods' container log files.
+    #[arg(long, default_value = "/var/lib/podway/pods", value_name = "DIR")]
+    pub pod_log_dir: PathBuf,
+    /// Serve exec, attach, port-forward, logs and run (false answers 405).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub enable_debugging_handlers: bool,
+}
+
+/// `podway runtime`.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Runtime folders and programs.
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
+    /// CRI endpoint to serve (default: STATE_DIR/cri.sock).
+    #[arg(long, value_name = "unix://PATH")]
+    pub listen: Option<String>,
+    /// Address of the streaming server (exec, attach, port-forward URLs); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "IP:PORT")]
+    pub stream_address: std::net::SocketAddr,
+    /// How long a streaming URL stays valid, in seconds (each URL is single-use).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub stream_token_ttl: u64,
+}
+
+/// `podway image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI image archive (a tar of an OCI layout, e.g. from `umoci` or
+    /// `skopeo copy … oci-archive:FILE`). Works while the runtime runs on the same data dir.
+    Import(ImageImportArgs),
+    /// List the images of the runtime.
+    #[command(alias = "ls")]
+    List(ImageDataDir),
+}
+
+/// `podway image import`.
+#[derive(Debug, Args)]
+pub struct ImageImportArgs {
+    /// The archive to import.
+    pub file: PathBuf,
+    /// Name to give the image (`busybox:1.35` = `docker.io/library/busybox:1.35`); default: the
+    /// archive's `org.opencontainers.image.ref.name`.
+    #[arg(long, value_name = "REF")]
+    pub name: Option<String>,
+    /// The runtime's data folder.
+    #[command(flatten)]
+    pub data: ImageDataDir,
+}
+
+/// The data dir flag of the image commands.
+#[derive(Debug, Args)]
+pub struct ImageDataDir {
+    /// The runtime's data folder.
+    #[arg(long, default_value = "/var/lib/podway", value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs a parsed command.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(_) | Command::Server(_) | Command::Node(_) | Command::Runtime(_) => {
+            anyhow::bail!("not wired yet (interim build for the runtime's helpers)")
+        }
+        Command::Image(command) => crate::image::run(command),
+    }
+}
+
+/// The host name, the default node name.
+pub fn default_node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .map(|name| name.to_lowercase())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "podway".to_owned())
+}
+
+/// A `unix://PATH` or plain `PATH` endpoint as a path.
+pub fn unix_endpoint(endpoint: &str) -> PathBuf {
+    PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
