@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages podway builds and runs with, when missing. Idempotent; needs root.
+#   runc            the OCI runtime that runs containers
+#   busybox-static  the demo image's only binary
+#   umoci           builds the demo image offline
+#   protobuf-compiler  protoc, needed to build the CRI bindings
+#   iproute2, curl, tmux  used by the tests
+set -euo pipefail
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in runc busybox-static umoci protobuf-compiler iproute2 curl tmux; do
+  have "$pkg" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v kubectl >/dev/null && ! ls /usr/lib/google-cloud-sdk/bin/kubectl.1.* >/dev/null 2>&1; then
+  echo "note: no kubectl found; podway works with any kubectl 1.20-1.33 (e.g. Debian's kubernetes-client)" >&2
+fi
