@@ -3,7 +3,7 @@
 # release mode, builds the demo busybox image, starts `podway up` in the foreground, and once the
 # node is Ready imports the image and creates the pod `demo` from examples/demo-pod.yaml.
 #
-#   sudo scripts/up.sh [--data-dir DIR] [--api-port N] [--node-port N]
+#   scripts/up.sh [--data-dir DIR] [--api-port N] [--node-port N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data_dir=/var/lib/podway
@@ -15,7 +15,7 @@ while [ $# -gt 0 ]; do
     *) shift ;;
   esac
 done
-[ "$(id -u)" = 0 ] || { echo "podway runs containers: run this as root (sudo $0)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "podway runs containers: run this as root" >&2; exit 1; }
 
 scripts/install-deps.sh
 echo "building podway (release)…"

@@ -1,0 +1,146 @@
+//! Issue 2's walking skeleton, as a user checks it: `podway up`, then the real kubectl 1.32 for
+//! apply, get, exec (exit codes, both streams, stdin), logs (-f), port-forward and delete, and a
+//! clean stop that leaves no process, mount or cgroup behind. Needs root, runc, umoci, busybox-static.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+    - name: main
+      image: busybox:1.35
+      command:
+        - sh
+        - -c
+        - |
+          httpd -p 127.0.0.1:8080 -h /var/www
+          echo "web started"
+          echo "to stderr" >&2
+          i=0
+          while true; do echo "tick $i"; i=$((i+1)); sleep 1; done
+"#;
+
+#[test]
+fn walking_skeleton_with_kubectl_1_32() {
+    let mut cluster = Cluster::start();
+
+    // apply + get: the pod runs on our node.
+    let manifest = cluster.dir.path().join("web.yaml");
+    std::fs::write(&manifest, POD).expect("write manifest");
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    wait_for("pod web to be Running", Duration::from_secs(90), || {
+        cluster.assert_running();
+        let out = cluster.kubectl(&["get", "pod", "web", "-o", "jsonpath={.status.phase}"]);
+        (stdout(&out) == "Running").then_some(())
+    });
+    let table = stdout(&cluster.kubectl_ok(&["get", "pods", "-o", "wide"]));
+    let row = table.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("no row for web:\n{table}"));
+    assert!(row.contains("Running") && row.contains(&cluster.node_name), "unexpected row: {row}");
+    let container_id = stdout(&cluster.kubectl_ok(&[
+        "get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].containerID}",
+    ]));
+    let container_id = container_id.split("://").nth(1).unwrap_or_else(|| panic!("bad containerID {container_id}")).to_owned();
+
+    // The container really runs under runc in its own namespaces.
+    let runc_root = cluster.state_dir.join("runc");
+    let state = run_ok(std::process::Command::new("runc").arg("--root").arg(&runc_root).args(["state", &container_id]));
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).expect("runc state json");
+    assert_eq!(state["status"], "running", "{state}");
+    let pid = state["pid"].as_u64().expect("pid");
+    for ns in ["net", "mnt", "pid", "uts", "ipc"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).expect("container ns");
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).expect("own ns");
+        assert_ne!(theirs, ours, "container shares the host's {ns} namespace");
+    }
+
+    // exec: both streams on the right fds, the exit code comes through.
+    let out = cluster.kubectl(&["exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(stdout(&out), "out", "{}", describe(&out));
+    assert!(stderr(&out).starts_with("err"), "{}", describe(&out));
+
+    // exec -i: stdin reaches the process and EOF ends it.
+    let mut cat = cluster
+        .kubectl_cmd(&["exec", "-i", "web", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl exec -i");
+    cat.stdin.take().expect("stdin").write_all(b"hi\n").expect("write stdin");
+    let out = cat.wait_with_output().expect("kubectl exec -i");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(stdout(&out), "hi");
+
+    // exec sees the container's filesystem, not the host's.
+    let out = cluster.kubectl_ok(&["exec", "web", "--", "cat", "/var/www/index.html"]);
+    assert_eq!(stdout(&out), "hello from podway");
+
+    // logs, and logs -f that keeps streaming.
+    let logs = stdout(&cluster.kubectl_ok(&["logs", "web"]));
+    assert!(logs.contains("web started") && logs.contains("to stderr"), "logs: {logs}");
+    let mut follow = KillOnDrop(
+        cluster.kubectl_cmd(&["logs", "-f", "--tail=1", "web"]).stdout(Stdio::piped()).spawn().expect("logs -f"),
+    );
+    let mut lines = BufReader::new(follow.0.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a first line").expect("utf-8");
+    let second = lines.next().expect("a line written after the command started").expect("utf-8");
+    assert!(first.starts_with("tick ") && second.starts_with("tick "), "{first} / {second}");
+    drop(follow);
+
+    // port-forward to 127.0.0.1:8080 inside the pod's network namespace.
+    let local = free_port();
+    let mut forward = KillOnDrop(
+        cluster
+            .kubectl_cmd(&["port-forward", "pod/web", &format!("{local}:8080")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("port-forward"),
+    );
+    let mut banner = String::new();
+    BufReader::new(forward.0.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    assert!(banner.contains("Forwarding from"), "port-forward said: {banner}");
+    for _ in 0..3 {
+        let out = run_ok(std::process::Command::new("curl").args(["-sS", "--max-time", "10"]).arg(format!("http://127.0.0.1:{local}/")));
+        assert_eq!(stdout(&out), "hello from podway");
+    }
+    // The page came from the pod's namespace: on the host nothing listens on 8080.
+    if !host_has_8080_listener() {
+        assert!(std::net::TcpStream::connect("127.0.0.1:8080").is_err());
+    }
+    drop(forward);
+
+    // delete: kubectl waits until the pod is gone; nothing of the container is left.
+    cluster.kubectl_ok(&["delete", "pod", "web", "--timeout=60s"]);
+    let out = cluster.kubectl(&["get", "pod", "web"]);
+    assert!(!out.status.success() && stderr(&out).contains("not found"), "{}", describe(&out));
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/podway/{container_id}")).exists(),
+        "the container's cgroup is left behind"
+    );
+    let rootfs_mounts: Vec<_> = cluster.mounts().into_iter().filter(|m| m.contains(&container_id)).collect();
+    assert!(rootfs_mounts.is_empty(), "mounts left behind: {rootfs_mounts:?}");
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "the container's process {pid} still runs");
+
+    // Ctrl-C equivalent: every tier stops, exit 0, nothing left.
+    let (status, _) = cluster.stop();
+    assert!(status.success(), "podway up exited with {status}; log:\n{}", cluster.log());
+    assert_eq!(cluster.processes(), Vec::new(), "processes left behind");
+    assert_eq!(cluster.mounts(), Vec::<String>::new(), "mounts left behind");
+}
+
+/// Whether something on the host itself listens on 8080 (then the check above proves nothing).
+fn host_has_8080_listener() -> bool {
+    std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().any(|l| l.contains(":1F90 00000000:0000 0A"))
+}
