@@ -6,9 +6,18 @@
 //! - [`portforward::serve`] answers a port-forward upgrade request and runs the session.
 //! - [`proxy::upgrade_proxy`] forwards an upgrade request to a backend and splices only after 101.
 
+mod error;
+mod io;
+pub mod negotiate;
 pub mod portforward;
 pub mod proxy;
 pub mod remotecommand;
+mod query;
+mod resize;
+pub mod status;
+pub mod ws;
+
+pub use error::Error;
 
 /// The body type of every HTTP response this crate builds.
 pub type Body = http_body_util::Full<bytes::Bytes>;

@@ -1,11 +1,15 @@
 //! remotecommand (exec/attach) server half.
 use std::future::Future;
 
-use hyper::{Request, Response, body::Incoming};
+use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use crate::Body;
+use crate::negotiate::{self, Transport, text_response};
+use crate::{Body, query};
+
+mod spdy;
+mod ws;
 
 /// Which standard streams the session carries (from the CRI request or the kubelet query).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,11 +64,26 @@ pub enum Outcome {
 /// or SPDY/3.1 (`v5`..`v1` `channel.k8s.io`), and returns the response to send (101 or a 4xx with
 /// the reason). After the upgrade it waits for the client's streams, calls `handler`, and once the
 /// handler returned and all stdout/stderr bytes were flushed, reports the outcome and closes.
+///
+/// The outcome is reported once the handler returned **and** every stdout/stderr writer it was
+/// given has been dropped (or shut down), so no output is lost behind the status. The request's
+/// `command` query parameters, when present, name the command in exit-code texts.
 pub fn serve<F, Fut>(req: Request<Incoming>, options: StreamOptions, handler: F) -> Response<Body>
 where
     F: FnOnce(ServerStreams) -> Fut + Send + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    let _ = (req, options, handler);
-    todo!("implemented by the podway-stream work")
+    let options = StreamOptions { stderr: options.stderr && !options.tty, ..options };
+    if !(options.stdin || options.stdout || options.stderr) {
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 of stdin, stdout, stderr".to_string(),
+        );
+    }
+    let command = query::values(req.uri().query(), "command");
+    match negotiate::transport(req.headers()) {
+        Some(Transport::WebSocket) => ws::serve(req, options, command, handler),
+        Some(Transport::Spdy) => spdy::serve(req, options, command, handler),
+        None => negotiate::missing_upgrade_headers(req.headers()),
+    }
 }

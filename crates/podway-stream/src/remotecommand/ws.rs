@@ -1,0 +1,221 @@
+//! remotecommand over WebSocket, server half (channel protocols v1, base64, v4, v4.base64, v5).
+use std::future::Future;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use hyper::{Request, Response, StatusCode, body::Incoming};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::{BoxedReader, BoxedWriter, Outcome, ServerStreams, StreamOptions, TerminalSize};
+use crate::io::{ChannelReader, ChannelWriter};
+use crate::negotiate::{self, BASE64_V1, BASE64_V4, CHANNEL_V4, CHANNEL_V5, WS_REMOTECOMMAND};
+use crate::resize::ResizeDecoder;
+use crate::status::{status_json, status_text};
+use crate::ws::{self, Encoding, Inbound, UpgradedWebSocket};
+use crate::{Body, Error};
+
+/// Channel numbers of the remotecommand protocol.
+pub(crate) const STDIN: u8 = 0;
+pub(crate) const STDOUT: u8 = 1;
+pub(crate) const STDERR: u8 = 2;
+pub(crate) const ERROR: u8 = 3;
+pub(crate) const RESIZE: u8 = 4;
+
+/// What a negotiated subprotocol means for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WsProtocol {
+    pub(crate) encoding: Encoding,
+    /// The client may send `FF <channel>` close signals.
+    pub(crate) v5: bool,
+    /// The status is a JSON `metav1.Status`, always written (else text on failure only).
+    pub(crate) json_status: bool,
+}
+
+impl WsProtocol {
+    /// The behaviour of subprotocol `name`.
+    pub(crate) fn of(name: &str) -> WsProtocol {
+        let json_status = matches!(name, CHANNEL_V5 | CHANNEL_V4 | BASE64_V4);
+        let encoding = if matches!(name, BASE64_V1 | BASE64_V4) { Encoding::Base64 } else { Encoding::Binary };
+        WsProtocol { encoding, v5: name == CHANNEL_V5, json_status }
+    }
+}
+
+/// Queue depths between the socket and the handler.
+const QUEUE: usize = 16;
+
+/// Handshake, 101, and the session on a spawned task.
+pub(super) fn serve<F, Fut>(
+    mut req: Request<Incoming>,
+    options: StreamOptions,
+    command: Vec<String>,
+    handler: F,
+) -> Response<Body>
+where
+    F: FnOnce(ServerStreams) -> Fut + Send + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let accept = match ws::check_handshake(&req) {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let Some(protocol) = negotiate::negotiate_websocket(req.headers(), WS_REMOTECOMMAND) else {
+        return ws::empty(StatusCode::FORBIDDEN);
+    };
+    tracing::info!(protocol, "negotiated WebSocket {:?} for exec", protocol);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match ws::server_socket(on_upgrade).await {
+            Ok(socket) => {
+                if let Err(e) = run(socket, WsProtocol::of(protocol), options, command, handler).await {
+                    tracing::debug!(error = %e, "WebSocket remotecommand session ended with an error");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "WebSocket remotecommand upgrade failed"),
+        }
+    });
+    ws::switching(&accept, protocol)
+}
+
+/// Runs one session on an upgraded socket.
+pub(crate) async fn run<F, Fut>(
+    socket: UpgradedWebSocket,
+    proto: WsProtocol,
+    options: StreamOptions,
+    command: Vec<String>,
+    handler: F,
+) -> Result<(), Error>
+where
+    F: FnOnce(ServerStreams) -> Fut + Send + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let (mut sink, stream) = socket.split();
+    let first = if options.stdout {
+        STDOUT
+    } else if options.stderr {
+        STDERR
+    } else {
+        ERROR
+    };
+    sink.send(ws::encode(proto.encoding, first, b"")).await?;
+
+    let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(QUEUE);
+    let writer = |channel| -> BoxedWriter { Box::new(ChannelWriter::new(out_tx.clone(), channel)) };
+    let stdout = options.stdout.then(|| writer(STDOUT));
+    let stderr = options.stderr.then(|| writer(STDERR));
+    drop(out_tx);
+    let (stdin_tx, stdin) = if options.stdin {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Some(tx), Some(Box::new(ChannelReader::new(rx)) as BoxedReader))
+    } else {
+        (None, None)
+    };
+    let (resize_tx, resize) = if options.tty {
+        let (tx, rx) = mpsc::channel(8);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+
+    let reader = tokio::spawn(read_loop(stream, proto, stdin_tx, resize_tx));
+    let handler = tokio::spawn(handler(ServerStreams { stdin, stdout, stderr, resize }));
+
+    // Output in order until every writer is gone; on a dead socket, stop and let writers fail.
+    let mut sink_ok = true;
+    while let Some((channel, data)) = out_rx.recv().await {
+        if let Err(e) = sink.send(ws::encode(proto.encoding, channel, &data)).await {
+            tracing::debug!(error = %e, "client went away while writing output");
+            sink_ok = false;
+            break;
+        }
+    }
+    drop(out_rx);
+    let outcome = handler.await.unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
+    tracing::debug!(?outcome, "remotecommand handler finished");
+    if sink_ok {
+        let status = if proto.json_status {
+            Some(status_json(&outcome, &command))
+        } else {
+            status_text(&outcome, &command)
+        };
+        if let Some(status) = status {
+            sink.send(ws::encode(proto.encoding, ERROR, &status)).await?;
+        }
+        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        sink.send(Message::Close(Some(close))).await?;
+    }
+    // The reader ends when the client echoes the close (or the connection drops).
+    if tokio::time::timeout(std::time::Duration::from_secs(10), reader).await.is_err() {
+        tracing::debug!("client did not answer the WebSocket close");
+    }
+    Ok(())
+}
+
+/// Routes client messages: stdin, v5 close, resize; everything else is dropped.
+async fn read_loop(
+    mut stream: futures::stream::SplitStream<UpgradedWebSocket>,
+    proto: WsProtocol,
+    mut stdin: Option<mpsc::Sender<Bytes>>,
+    resize: Option<mpsc::Sender<TerminalSize>>,
+) {
+    let mut decoder = ResizeDecoder::default();
+    while let Some(msg) = stream.next().await {
+        let msg = match msg {
+            Ok(Message::Close(_)) => break,
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket read failed");
+                break;
+            }
+        };
+        match ws::decode(proto.encoding, proto.v5, msg) {
+            Ok(Inbound::Data { channel: STDIN, payload }) => {
+                if let Some(tx) = &stdin
+                    && tx.send(payload).await.is_err()
+                {
+                    stdin = None;
+                }
+            }
+            Ok(Inbound::Data { channel: RESIZE, payload }) => {
+                for size in decoder.feed(&payload) {
+                    if let Some(tx) = &resize {
+                        // Sizes are latest-wins: drop when the handler is behind.
+                        let _ = tx.try_send(size);
+                    }
+                }
+            }
+            Ok(Inbound::Data { channel, .. }) => tracing::debug!(channel, "ignoring data on channel"),
+            Ok(Inbound::Close { channel }) => {
+                if channel == STDIN {
+                    stdin = None;
+                }
+            }
+            Ok(Inbound::Ignored) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "ending session");
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_table() {
+        let p = WsProtocol::of(CHANNEL_V5);
+        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Binary, true, true));
+        let p = WsProtocol::of(CHANNEL_V4);
+        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Binary, false, true));
+        let p = WsProtocol::of(BASE64_V4);
+        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Base64, false, true));
+        let p = WsProtocol::of(BASE64_V1);
+        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Base64, false, false));
+        let p = WsProtocol::of("");
+        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Binary, false, false));
+    }
+}

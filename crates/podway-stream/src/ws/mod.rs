@@ -1,0 +1,66 @@
+//! WebSocket plumbing: the server handshake on a hyper request, Kubernetes channel framing, and
+//! a byte-stream view of a WebSocket (for SPDY tunnelling).
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::{Body, Error};
+
+mod bytestream;
+mod frame;
+
+pub use bytestream::WsByteStream;
+pub use frame::{Encoding, Inbound, decode, encode};
+
+/// A WebSocket over a hyper-upgraded connection.
+pub type UpgradedWebSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Validates a WebSocket upgrade request the way golang.org/x/net/websocket does (GET only,
+/// version 13, a key) and returns the `Sec-WebSocket-Accept` value, or the refusal to send.
+pub fn check_handshake<B>(req: &Request<B>) -> Result<String, Response<Body>> {
+    if req.method() != Method::GET {
+        return Err(empty(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    let version = req.headers().get(header::SEC_WEBSOCKET_VERSION);
+    if version.map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(empty(StatusCode::BAD_REQUEST));
+    }
+    match req.headers().get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) if !key.is_empty() => Ok(derive_accept_key(key.as_bytes())),
+        _ => Err(empty(StatusCode::BAD_REQUEST)),
+    }
+}
+
+/// A response with `status` and no body.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The `101 Switching Protocols` answer; `protocol` is echoed unless it is `""`.
+pub fn switching(accept: &str, protocol: &str) -> Response<Body> {
+    let mut resp = empty(StatusCode::SWITCHING_PROTOCOLS);
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if !protocol.is_empty()
+        && let Ok(v) = HeaderValue::from_str(protocol)
+    {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    resp
+}
+
+/// Waits for hyper to hand over the connection and wraps it as a server-side WebSocket.
+pub async fn server_socket(on_upgrade: hyper::upgrade::OnUpgrade) -> Result<UpgradedWebSocket, Error> {
+    let upgraded = on_upgrade.await?;
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await)
+}

@@ -1,0 +1,65 @@
+//! Real kubectl binaries against the fake API server: exec over WebSocket (1.32) and SPDY.
+mod common;
+
+use std::process::Stdio;
+
+use common::FakeApi;
+use tokio::io::AsyncWriteExt;
+
+struct Run {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+}
+
+async fn kubectl_exec(api: &FakeApi, minor: u32, spdy: bool, stdin: Option<&[u8]>, args: &[&str]) -> Run {
+    let mut cmd = api.kubectl(minor);
+    if spdy {
+        cmd.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
+    }
+    cmd.arg("exec");
+    if stdin.is_some() {
+        cmd.arg("-i");
+    }
+    cmd.arg("p").arg("--").args(args);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn kubectl");
+    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+        w.write_all(data).await.expect("write stdin");
+        drop(w);
+    }
+    let out = child.wait_with_output().await.expect("kubectl output");
+    Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    }
+}
+
+async fn exit_code_and_streams(minor: u32, spdy: bool) -> Vec<String> {
+    let api = FakeApi::start().await;
+    let run = kubectl_exec(&api, minor, spdy, None, &["sh", "-c", "echo out; echo err >&2; exit 3"]).await;
+    assert_eq!(run.stdout, "out\n", "stderr was: {}", run.stderr);
+    assert!(run.stderr.starts_with("err\n"), "stderr: {}", run.stderr);
+    assert_eq!(run.code, Some(3), "stderr: {}", run.stderr);
+
+    let run = kubectl_exec(&api, minor, spdy, Some(b"hi\n"), &["cat"]).await;
+    assert_eq!(run.stdout, "hi\n", "stderr was: {}", run.stderr);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+
+    // A larger transfer both ways, all output before the status.
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let run = kubectl_exec(&api, minor, spdy, Some(&big), &["cat"]).await;
+    assert_eq!(run.stdout.len(), big.len(), "stderr was: {}", run.stderr);
+    assert_eq!(run.stdout.as_bytes(), &big[..]);
+    assert_eq!(run.code, Some(0));
+    api.records()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_32_exec_websocket_v5() {
+    let records = exit_code_and_streams(32, false).await;
+    assert!(records.iter().all(|r| r == "exec websocket v5.channel.k8s.io"), "{records:?}");
+}
