@@ -230,41 +230,125 @@ pub struct Inner {
     pub(crate) images: ImageStore,
 }
 
-#[allow(unused_variables, clippy::unused_async)]
 impl Runtime {
     /// Opens (or creates) the runtime's folders and finds sandboxes and containers left by an
     /// earlier run (their monitors kept them running).
-    pub async fn open(config: RuntimeConfig) -> Result<Runtime> { todo!() }
+    pub async fn open(config: RuntimeConfig) -> Result<Runtime> {
+        for dir in [
+            config.data_dir.join("sandboxes"),
+            config.data_dir.join("containers"),
+            config.state_dir.join("runc"),
+            config.state_dir.join("exec"),
+        ] {
+            crate::util::create_dir_all(&dir)?;
+        }
+        let images = crate::images::open_store(&config.data_dir)?;
+        let inner = Inner { config, images };
+        let sandboxes = crate::sandbox::list(&inner)?;
+        let containers = crate::container::list(&inner)?;
+        tracing::info!(
+            data_dir = %inner.config.data_dir.display(),
+            sandboxes = sandboxes.len(),
+            containers = containers.len(),
+            "runtime opened"
+        );
+        Ok(Runtime {
+            inner: std::sync::Arc::new(inner),
+        })
+    }
     /// The image store.
-    pub fn images(&self) -> &ImageStore { &self.inner.images }
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
     /// Starts a sandbox: its namespaces, held by a `podway pause` process; loopback up, hostname set.
-    pub async fn run_sandbox(&self, spec: SandboxSpec) -> Result<SandboxInfo> { todo!() }
+    pub async fn run_sandbox(&self, spec: SandboxSpec) -> Result<SandboxInfo> {
+        crate::sandbox::run(&self.inner, spec).await
+    }
     /// Stops every container of the sandbox and its pause process (idempotent).
-    pub async fn stop_sandbox(&self, id: &str) -> Result<()> { todo!() }
+    pub async fn stop_sandbox(&self, id: &str) -> Result<()> {
+        crate::sandbox::stop(&self.inner, id).await
+    }
     /// Removes a stopped sandbox and its containers, leaving no mount, process or folder (idempotent).
-    pub async fn remove_sandbox(&self, id: &str) -> Result<()> { todo!() }
+    pub async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        crate::sandbox::remove(&self.inner, id).await
+    }
     /// One sandbox.
-    pub async fn sandbox(&self, id: &str) -> Result<SandboxInfo> { todo!() }
+    pub async fn sandbox(&self, id: &str) -> Result<SandboxInfo> {
+        crate::sandbox::get(&self.inner, id)
+    }
     /// Every sandbox.
-    pub async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>> { todo!() }
+    pub async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>> {
+        crate::sandbox::list(&self.inner)
+    }
     /// Creates a container in a sandbox (rootfs, OCI bundle); returns its id.
-    pub async fn create_container(&self, sandbox_id: &str, spec: ContainerSpec) -> Result<String> { todo!() }
+    pub async fn create_container(&self, sandbox_id: &str, spec: ContainerSpec) -> Result<String> {
+        crate::container::create(&self.inner, sandbox_id, spec).await
+    }
     /// Starts a created container's process under the pod's monitor.
-    pub async fn start_container(&self, id: &str) -> Result<()> { todo!() }
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        crate::container::start(&self.inner, id).await
+    }
     /// SIGTERM, then SIGKILL after `grace` (idempotent).
-    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> { todo!() }
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        crate::container::stop(&self.inner, id, grace).await
+    }
     /// Removes a container (stopping it first), its rootfs mount and bundle (idempotent).
-    pub async fn remove_container(&self, id: &str) -> Result<()> { todo!() }
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        crate::container::remove(&self.inner, id).await
+    }
     /// One container.
-    pub async fn container(&self, id: &str) -> Result<ContainerInfo> { todo!() }
+    pub async fn container(&self, id: &str) -> Result<ContainerInfo> {
+        crate::container::get(&self.inner, id)
+    }
     /// Every container.
-    pub async fn list_containers(&self) -> Result<Vec<ContainerInfo>> { todo!() }
+    pub async fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
+        crate::container::list(&self.inner)
+    }
     /// Runs `cmd` in a running container with `io`; returns the exit code.
-    pub async fn exec(&self, id: &str, cmd: Vec<String>, tty: bool, io: ProcessIo) -> Result<i32> { todo!() }
+    pub async fn exec(&self, id: &str, cmd: Vec<String>, tty: bool, io: ProcessIo) -> Result<i32> {
+        crate::exec::exec(&self.inner, id, cmd, tty, io, None).await
+    }
     /// Runs `cmd` and captures its output, killed after `timeout` (None = no limit).
-    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Option<Duration>) -> Result<ExecSyncOutput> { todo!() }
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<ExecSyncOutput> {
+        crate::exec::exec_sync(&self.inner, id, cmd, timeout).await
+    }
     /// Attaches `io` to the container's main process; returns when the client or the process ends.
-    pub async fn attach(&self, id: &str, io: ProcessIo) -> Result<()> { todo!() }
+    pub async fn attach(&self, id: &str, io: ProcessIo) -> Result<()> {
+        drop(io);
+        let info = crate::container::get(&self.inner, id)?;
+        if info.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        Err(Error::FailedPrecondition(format!(
+            "attach to container {id}: not supported yet by podway-runtime"
+        )))
+    }
     /// Connects to `localhost:port` inside the sandbox's network namespace.
-    pub async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream> { todo!() }
+    pub async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream> {
+        let fail = |cause: String| {
+            Error::Command(format!(
+                "failed to connect to localhost:{port} inside the network namespace of sandbox {sandbox_id}: {cause}"
+            ))
+        };
+        let sandbox = crate::sandbox::get(&self.inner, sandbox_id)?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(fail("the sandbox is not ready".into()));
+        }
+        let netns = sandbox.netns_path.clone();
+        let stream = tokio::task::spawn_blocking(move || crate::netns::connect_in(&netns, port))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| fail(e.to_string()))?;
+        tokio::net::TcpStream::from_std(stream).map_err(|e| fail(e.to_string()))
+    }
 }

@@ -1,7 +1,20 @@
 //! Content-addressed image store.
-use std::path::Path;
+//!
+//! Layout under `DATA/images`: `blobs/sha256/<hex>` (every blob verified against its digest and
+//! written through a temporary file and a rename) and `index.json`, a map of normalised names to
+//! manifest digests, rewritten atomically under `index.lock` and re-read on every lookup so that
+//! `podway image import` in another process is seen by a running runtime. Layers are unpacked
+//! once each into `DATA/snapshots/<hex>/` (see [`crate::snapshots`]).
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 
-use crate::Result;
+use sha2::{Digest as _, Sha256};
+
+use crate::reference::Reference;
+use crate::util::{create_dir_all, io_ctx, read_json, write_json};
+use crate::{Error, Result};
 
 /// An image in the store.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -20,22 +33,483 @@ pub struct Image {
 
 /// The image store under `DATA/images` (blobs by digest, an index of names).
 pub struct ImageStore {
-    _private: (),
+    root: PathBuf,
+    snapshots: PathBuf,
+    containers: PathBuf,
 }
 
-#[allow(unused_variables)]
-impl ImageStore {
-    /// Every image.
-    pub fn list(&self) -> Result<Vec<Image>> { todo!() }
-    /// An image by name (normalised like docker: `busybox` = `docker.io/library/busybox:latest`),
-    /// by id, or by digest reference; `None` if absent.
-    pub fn get(&self, reference: &str) -> Result<Option<Image>> { todo!() }
-    /// Removes an image's name(s); refuses when a container uses it.
-    pub fn remove(&self, reference: &str) -> Result<()> { todo!() }
-    /// Imports an OCI image archive (a tar of an OCI layout), naming it `name` when given (else
-    /// the layout's `org.opencontainers.image.ref.name`). Safe while a runtime uses the store.
-    pub fn import_archive(&self, archive: &Path, name: Option<&str>) -> Result<Image> { todo!() }
+/// The process defaults of an image config (`config` of the OCI image configuration).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ImageProcess {
+    /// `User`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `Env` (`K=V`).
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// `Entrypoint`.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// `WorkingDir`.
+    #[serde(default)]
+    pub working_dir: Option<String>,
 }
+
+/// An image resolved for running a container.
+pub(crate) struct ResolvedImage {
+    /// The image as listed.
+    pub image: Image,
+    /// Its process defaults.
+    pub process: ImageProcess,
+    /// Snapshot folders of its layers, bottom first.
+    pub layers: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Index {
+    /// Normalised name ⇒ manifest digest.
+    names: BTreeMap<String, String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Platform {
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    os: String,
+}
+
+/// An image manifest or an index (the fields of both, all optional).
+#[derive(Debug, serde::Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ImageConfigBlob {
+    #[serde(default)]
+    config: Option<ImageProcess>,
+}
+
+/// What one manifest says about its image.
+struct ManifestSummary {
+    id: String,
+    size: u64,
+    layers: Vec<String>,
+}
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Opens the image store of a data dir without a running runtime (for `podway image import`).
-pub fn open_store(data_dir: &Path) -> Result<ImageStore> { let _ = data_dir; todo!() }
+pub fn open_store(data_dir: &Path) -> Result<ImageStore> {
+    let store = ImageStore {
+        root: data_dir.join("images"),
+        snapshots: data_dir.join("snapshots"),
+        containers: data_dir.join("containers"),
+    };
+    create_dir_all(&store.root.join("blobs").join("sha256"))?;
+    create_dir_all(&store.snapshots)?;
+    Ok(store)
+}
+
+/// The hex part of a `sha256:<hex>` digest.
+fn digest_hex(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(hex)
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "unsupported digest {digest:?}"
+        ))),
+    }
+}
+
+impl ImageStore {
+    /// Every image.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        let index = self.read_index()?;
+        let mut by_id: BTreeMap<String, Image> = BTreeMap::new();
+        for (name, manifest) in &index.names {
+            let summary = match self.summarise(manifest) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(image = %name, error = %e, "skipping unreadable image");
+                    continue;
+                }
+            };
+            let image = match by_id.get_mut(&summary.id) {
+                Some(image) => image,
+                None => {
+                    let user = self.process_of(&summary.id)?.user.unwrap_or_default();
+                    by_id.entry(summary.id.clone()).or_insert(Image {
+                        id: summary.id.clone(),
+                        repo_tags: Vec::new(),
+                        repo_digests: Vec::new(),
+                        size: summary.size,
+                        user,
+                    })
+                }
+            };
+            image.repo_tags.push(name.clone());
+            let repository = name.rsplit_once(':').map_or(name.as_str(), |(r, _)| r);
+            let by_digest = format!("{repository}@{manifest}");
+            if !image.repo_digests.contains(&by_digest) {
+                image.repo_digests.push(by_digest);
+            }
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    /// An image by name (normalised like docker: `busybox` = `docker.io/library/busybox:latest`),
+    /// by id, or by digest reference; `None` if absent.
+    pub fn get(&self, reference: &str) -> Result<Option<Image>> {
+        let images = self.list()?;
+        let id = if reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Some(format!("sha256:{reference}"))
+        } else if reference.starts_with("sha256:") {
+            Some(reference.to_string())
+        } else {
+            None
+        };
+        if let Some(id) = id {
+            return Ok(images.into_iter().find(|i| i.id == id));
+        }
+        let parsed = Reference::parse(reference)?;
+        let found = match (&parsed.digest, parsed.tagged()) {
+            (Some(digest), _) => {
+                let wanted = format!("{}@{digest}", parsed.repository);
+                images
+                    .into_iter()
+                    .find(|i| i.repo_digests.contains(&wanted))
+            }
+            (None, Some(tagged)) => images.into_iter().find(|i| i.repo_tags.contains(&tagged)),
+            (None, None) => None,
+        };
+        Ok(found)
+    }
+
+    /// Removes an image's name(s); refuses when a container uses it.
+    pub fn remove(&self, reference: &str) -> Result<()> {
+        let Some(image) = self.get(reference)? else {
+            return Err(Error::NotFound(format!("image {reference:?}")));
+        };
+        if let Some(container) = self.container_using(&image.id)? {
+            return Err(Error::FailedPrecondition(format!(
+                "image {reference:?} is in use by container {container}"
+            )));
+        }
+        self.update_index(|index| {
+            index
+                .names
+                .retain(|name, _| !image.repo_tags.contains(name));
+            Ok(())
+        })
+    }
+
+    /// Imports an OCI image archive (a tar of an OCI layout), naming it `name` when given (else
+    /// the layout's `org.opencontainers.image.ref.name`). Safe while a runtime uses the store.
+    pub fn import_archive(&self, archive: &Path, name: Option<&str>) -> Result<Image> {
+        let what = || format!("importing {}", archive.display());
+        let file = std::fs::File::open(archive).map_err(io_ctx(what()))?;
+        let mut tar = tar::Archive::new(file);
+        let mut index_json = None;
+        for entry in tar.entries().map_err(io_ctx(what()))? {
+            let mut entry = entry.map_err(io_ctx(what()))?;
+            let path = entry.path().map_err(io_ctx(what()))?.into_owned();
+            let path = path.strip_prefix("./").unwrap_or(&path).to_path_buf();
+            if path == Path::new("index.json") {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(io_ctx(what()))?;
+                index_json = Some(bytes);
+            } else if let Ok(blob) = path.strip_prefix("blobs/sha256") {
+                if entry.header().entry_type().is_file() {
+                    let hex = blob.to_string_lossy().into_owned();
+                    self.write_blob(&format!("sha256:{hex}"), &mut entry)?;
+                }
+            }
+        }
+        let index_json = index_json.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{} is not an OCI image layout archive (no index.json)",
+                archive.display()
+            ))
+        })?;
+        let layout: Manifest = serde_json::from_slice(&index_json).map_err(|e| {
+            Error::InvalidArgument(format!("{}: bad index.json: {e}", archive.display()))
+        })?;
+        let (tagged, manifest) = self.pick_manifest(archive, &layout, name)?;
+        let summary = self.summarise(&manifest)?;
+        self.unpack_layers(&summary.layers)?;
+        self.update_index(|index| {
+            index.names.insert(tagged.clone(), manifest.clone());
+            Ok(())
+        })?;
+        tracing::info!(image = %tagged, id = %summary.id, "imported image");
+        self.get(&tagged)?
+            .ok_or_else(|| Error::NotFound(format!("image {tagged:?} after import")))
+    }
+
+    /// Resolves an image for a container: its process defaults and unpacked layers.
+    pub(crate) fn resolve(&self, reference: &str) -> Result<ResolvedImage> {
+        let image = self
+            .get(reference)?
+            .ok_or_else(|| Error::NotFound(format!("image {reference:?}")))?;
+        let manifest = image
+            .repo_digests
+            .first()
+            .and_then(|d| d.rsplit_once('@'))
+            .map(|(_, digest)| digest.to_string())
+            .ok_or_else(|| Error::NotFound(format!("manifest of image {reference:?}")))?;
+        let summary = self.summarise(&manifest)?;
+        let layers = self.unpack_layers(&summary.layers)?;
+        let process = self.process_of(&image.id)?;
+        Ok(ResolvedImage {
+            image,
+            process,
+            layers,
+        })
+    }
+
+    /// Chooses the manifest of an archive's `index.json` and the name to store it under.
+    fn pick_manifest(
+        &self,
+        archive: &Path,
+        layout: &Manifest,
+        name: Option<&str>,
+    ) -> Result<(String, String)> {
+        let bad = |why: String| Error::InvalidArgument(format!("{}: {why}", archive.display()));
+        let candidates: Vec<&Descriptor> = match name {
+            Some(name) if layout.manifests.len() > 1 => {
+                let wanted = Reference::parse(name)?;
+                layout
+                    .manifests
+                    .iter()
+                    .filter(|d| {
+                        d.annotations.get(REF_NAME).is_some_and(|r| {
+                            Some(r) == wanted.tag.as_ref()
+                                || Reference::parse(r).ok().as_ref() == Some(&wanted)
+                        })
+                    })
+                    .collect()
+            }
+            _ => layout.manifests.iter().collect(),
+        };
+        let [descriptor] = candidates.as_slice() else {
+            return Err(bad(format!(
+                "holds {} matching images; name one that is annotated with {REF_NAME}",
+                candidates.len()
+            )));
+        };
+        let tagged = match name {
+            Some(name) => Reference::parse(name)?,
+            None => {
+                let ref_name = descriptor
+                    .annotations
+                    .get(REF_NAME)
+                    .ok_or_else(|| bad("the image has no name; pass one".to_string()))?;
+                if !ref_name.contains(['/', ':']) {
+                    return Err(bad(format!(
+                        "the image is named only by the tag {ref_name:?}; pass a full name"
+                    )));
+                }
+                Reference::parse(ref_name)?
+            }
+        }
+        .tagged()
+        .ok_or_else(|| bad("a name with a tag is needed to import".to_string()))?;
+        let manifest = self.platform_manifest(descriptor)?;
+        Ok((tagged, manifest))
+    }
+
+    /// The linux/amd64 manifest digest behind `descriptor` (itself, unless it is an index).
+    fn platform_manifest(&self, descriptor: &Descriptor) -> Result<String> {
+        let is_index = descriptor.media_type.contains("image.index")
+            || descriptor.media_type.contains("manifest.list");
+        if !is_index {
+            return Ok(descriptor.digest.clone());
+        }
+        let index: Manifest = self.read_blob_json(&descriptor.digest)?;
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        index
+            .manifests
+            .iter()
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+            })
+            .map(|d| d.digest.clone())
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "a linux/{arch} manifest in image index {}",
+                    descriptor.digest
+                ))
+            })
+    }
+
+    /// Reads a manifest and checks its blobs are present.
+    fn summarise(&self, manifest_digest: &str) -> Result<ManifestSummary> {
+        let manifest: Manifest = self.read_blob_json(manifest_digest)?;
+        let config = manifest.config.ok_or_else(|| {
+            Error::InvalidArgument(format!("manifest {manifest_digest} has no config"))
+        })?;
+        for d in std::iter::once(&config).chain(&manifest.layers) {
+            if !self.blob_path(&d.digest)?.is_file() {
+                return Err(Error::NotFound(format!(
+                    "blob {} of manifest {manifest_digest}",
+                    d.digest
+                )));
+            }
+        }
+        Ok(ManifestSummary {
+            id: config.digest,
+            size: manifest.layers.iter().map(|l| l.size).sum(),
+            layers: manifest.layers.into_iter().map(|l| l.digest).collect(),
+        })
+    }
+
+    /// The process defaults of the image config `config_digest`.
+    fn process_of(&self, config_digest: &str) -> Result<ImageProcess> {
+        let config: ImageConfigBlob = self.read_blob_json(config_digest)?;
+        Ok(config.config.unwrap_or_default())
+    }
+
+    /// Unpacks layers into snapshots (once each); returns their folders, bottom first.
+    fn unpack_layers(&self, layers: &[String]) -> Result<Vec<PathBuf>> {
+        layers
+            .iter()
+            .map(|digest| {
+                let hex = digest_hex(digest)?;
+                crate::snapshots::ensure_unpacked(&self.snapshots, hex, &self.blob_path(digest)?)
+            })
+            .collect()
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("blobs")
+            .join("sha256")
+            .join(digest_hex(digest)?))
+    }
+
+    fn read_blob_json<T: serde::de::DeserializeOwned>(&self, digest: &str) -> Result<T> {
+        let path = self.blob_path(digest)?;
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(format!("blob {digest}")),
+            _ => io_ctx(format!("reading blob {digest}"))(e),
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidArgument(format!("blob {digest} is not valid JSON: {e}")))
+    }
+
+    /// Stores a blob read from `reader`, verifying its digest.
+    fn write_blob(&self, digest: &str, reader: &mut dyn Read) -> Result<()> {
+        let path = self.blob_path(digest)?;
+        if path.is_file() {
+            return Ok(());
+        }
+        let dir = self.root.join("blobs").join("sha256");
+        let tmp = dir.join(format!(".tmp-{}", rand::random::<u64>()));
+        let result = (|| {
+            let mut file =
+                std::fs::File::create(&tmp).map_err(io_ctx(format!("writing blob {digest}")))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(io_ctx(format!("reading blob {digest}")))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                std::io::Write::write_all(&mut file, &buf[..n])
+                    .map_err(io_ctx(format!("writing blob {digest}")))?;
+            }
+            file.sync_all()
+                .map_err(io_ctx(format!("writing blob {digest}")))?;
+            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+            if actual != digest {
+                return Err(Error::InvalidArgument(format!(
+                    "blob {digest} has digest {actual}"
+                )));
+            }
+            std::fs::rename(&tmp, &path).map_err(io_ctx(format!("storing blob {digest}")))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn read_index(&self) -> Result<Index> {
+        Ok(read_json(&self.root.join("index.json"))?.unwrap_or_default())
+    }
+
+    /// Read-modify-write of the index under an exclusive `flock`.
+    fn update_index(&self, change: impl FnOnce(&mut Index) -> Result<()>) -> Result<()> {
+        let lock_path = self.root.join("index.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(io_ctx(format!("opening {}", lock_path.display())))?;
+        // SAFETY: flock on a descriptor we own; released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_ctx(format!("locking {}", lock_path.display()))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let mut index = self.read_index()?;
+        change(&mut index)?;
+        write_json(&self.root.join("index.json"), &index)
+    }
+
+    /// A container (by id) whose record names the image `id`.
+    fn container_using(&self, id: &str) -> Result<Option<String>> {
+        let entries = match std::fs::read_dir(&self.containers) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_ctx(format!("listing {}", self.containers.display()))(e)),
+        };
+        for entry in entries.flatten() {
+            let record: Option<serde_json::Value> =
+                read_json(&entry.path().join("container.json"))?;
+            if record
+                .as_ref()
+                .and_then(|r| r.get("image_id"))
+                .and_then(|v| v.as_str())
+                == Some(id)
+            {
+                return Ok(Some(entry.file_name().to_string_lossy().into_owned()));
+            }
+        }
+        Ok(None)
+    }
+}

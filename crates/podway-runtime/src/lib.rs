@@ -6,8 +6,20 @@
 //! [`Runtime`] and its methods, [`ProcessIo`], [`images::ImageStore`], [`shim::main`], [`pause::main`].
 
 pub mod api;
+mod bundle;
+mod container;
+mod cri_log;
+mod detached;
+mod exec;
 pub mod images;
+mod netns;
+mod oci_runtime;
 pub mod pause;
+mod reference;
+mod sandbox;
 pub mod shim;
+mod snapshots;
+mod tty;
+mod util;
 
 pub use api::*;

@@ -1,0 +1,327 @@
+//! The OCI runtime bundle of a container: `config.json` built with `oci-spec`.
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, UserBuilder,
+};
+
+use crate::images::ImageProcess;
+use crate::{ContainerSpec, Error, Result};
+
+/// Default `PATH` when neither the image nor the request sets one.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capabilities every container gets (the usual container-runtime default set).
+const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// What a container's `config.json` is made from.
+pub(crate) struct BundleParams<'a> {
+    /// Container id (names the cgroup).
+    pub id: &'a str,
+    /// The request.
+    pub spec: &'a ContainerSpec,
+    /// The image's process defaults.
+    pub image: &'a ImageProcess,
+    /// The mounted rootfs (to resolve user names).
+    pub rootfs: &'a Path,
+    /// Hostname of the pod.
+    pub hostname: &'a str,
+    /// Pid of the sandbox's pause process, whose net/ipc/uts namespaces are joined.
+    pub pause_pid: u32,
+    /// Files bound to `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`.
+    pub etc_files: &'a [(PathBuf, &'static str)],
+}
+
+/// The process arguments by Kubernetes rules: `command` replaces the Entrypoint, `args` the Cmd.
+pub(crate) fn process_args(spec: &ContainerSpec, image: &ImageProcess) -> Vec<String> {
+    let entrypoint = image.entrypoint.clone().unwrap_or_default();
+    let cmd = image.cmd.clone().unwrap_or_default();
+    match (spec.command.is_empty(), spec.args.is_empty()) {
+        (false, _) => spec.command.iter().chain(&spec.args).cloned().collect(),
+        (true, false) => entrypoint
+            .into_iter()
+            .chain(spec.args.iter().cloned())
+            .collect(),
+        (true, true) => entrypoint.into_iter().chain(cmd).collect(),
+    }
+}
+
+/// The environment: the image's, overridden by the request's, with a default `PATH`.
+pub(crate) fn environment(
+    spec: &ContainerSpec,
+    image: &ImageProcess,
+    hostname: &str,
+) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(key, _)| key == k) {
+        Some(slot) => slot.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    set("PATH", DEFAULT_PATH);
+    if !hostname.is_empty() {
+        set("HOSTNAME", hostname);
+    }
+    for kv in image.env.iter().flatten() {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k, v);
+    }
+    for (k, v) in &spec.env {
+        set(k, v);
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// Resolves `user[:group]` (names or numbers) against the rootfs's `/etc/passwd` and `/etc/group`.
+pub(crate) fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32)> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let (uid, primary_gid) = match u.parse::<u32>() {
+        Ok(uid) => {
+            let gid = find_entry(&passwd, |f| f.get(2) == Some(&u))
+                .and_then(|f| f.get(3).and_then(|g| g.parse().ok()));
+            (uid, gid.unwrap_or(0))
+        }
+        Err(_) => {
+            let fields = find_entry(&passwd, |f| f.first() == Some(&u)).ok_or_else(|| {
+                Error::InvalidArgument(format!("user {u:?} not found in the image's /etc/passwd"))
+            })?;
+            let num = |i: usize| fields.get(i).and_then(|s| s.parse::<u32>().ok());
+            let uid = num(2).ok_or_else(|| {
+                Error::InvalidArgument(format!("bad /etc/passwd entry for {u:?}"))
+            })?;
+            (uid, num(3).unwrap_or(0))
+        }
+    };
+    let gid = match g {
+        None => primary_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+                find_entry(&group, |f| f.first() == Some(&g))
+                    .and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "group {g:?} not found in the image's /etc/group"
+                        ))
+                    })?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn find_entry<'a>(file: &'a str, matches: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {
+    file.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| matches(f))
+}
+
+/// Builds the `config.json` of a container.
+pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
+    let oci = |e: oci_spec::OciSpecError| {
+        Error::Command(format!("building config.json of container {}: {e}", p.id))
+    };
+    let args = process_args(p.spec, p.image);
+    if args.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "container {:?}: no command given and the image has neither Entrypoint nor Cmd",
+            p.spec.name
+        )));
+    }
+    let (uid, gid) = resolve_user(p.rootfs, p.image.user.as_deref().unwrap_or(""))?;
+    let cwd = p
+        .spec
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| p.image.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+    let caps: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(oci)?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(args)
+        .env(environment(p.spec, p.image, p.hostname))
+        .cwd(cwd)
+        .user(
+            UserBuilder::default()
+                .uid(uid)
+                .gid(gid)
+                .build()
+                .map_err(oci)?,
+        )
+        .capabilities(capabilities)
+        .no_new_privileges(false)
+        .build()
+        .map_err(oci)?;
+
+    let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
+    for (source, destination) in p.etc_files {
+        mounts.push(bind_mount(source, Path::new(destination), false).map_err(oci)?);
+    }
+    for m in &p.spec.mounts {
+        mounts.push(bind_mount(&m.host_path, &m.container_path, m.readonly).map_err(oci)?);
+    }
+
+    let ns = |typ, path: Option<String>| {
+        let b = LinuxNamespaceBuilder::default().typ(typ);
+        match path {
+            Some(path) => b.path(PathBuf::from(path)).build(),
+            None => b.build(),
+        }
+    };
+    let pause = p.pause_pid;
+    let namespaces = vec![
+        ns(LinuxNamespaceType::Pid, None).map_err(oci)?,
+        ns(LinuxNamespaceType::Mount, None).map_err(oci)?,
+        ns(
+            LinuxNamespaceType::Network,
+            Some(format!("/proc/{pause}/ns/net")),
+        )
+        .map_err(oci)?,
+        ns(
+            LinuxNamespaceType::Ipc,
+            Some(format!("/proc/{pause}/ns/ipc")),
+        )
+        .map_err(oci)?,
+        ns(
+            LinuxNamespaceType::Uts,
+            Some(format!("/proc/{pause}/ns/uts")),
+        )
+        .map_err(oci)?,
+    ];
+    let resources = LinuxResourcesBuilder::default()
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .map_err(oci)?,
+        ])
+        .build()
+        .map_err(oci)?;
+
+    let mut spec = Spec::default();
+    spec.set_hostname(None);
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(false)
+            .build()
+            .map_err(oci)?,
+    ));
+    spec.set_mounts(Some(mounts));
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_namespaces(Some(namespaces));
+    linux.set_resources(Some(resources));
+    linux.set_cgroups_path(Some(PathBuf::from(format!("/podway/{}", p.id))));
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+fn bind_mount(
+    source: &Path,
+    destination: &Path,
+    readonly: bool,
+) -> Result<Mount, oci_spec::OciSpecError> {
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    if readonly {
+        options.push("ro".to_string());
+    }
+    MountBuilder::default()
+        .destination(destination)
+        .typ("bind")
+        .source(source)
+        .options(options)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageProcess {
+        let v = |s: &[&str]| Some(s.iter().map(|s| s.to_string()).collect());
+        ImageProcess {
+            entrypoint: v(entrypoint),
+            cmd: v(cmd),
+            env: Some(vec!["A=1".into(), "PATH=/bin".into()]),
+            ..Default::default()
+        }
+    }
+
+    fn spec(command: &[&str], args: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![("A".into(), "2".into()), ("B".into(), "3".into())],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kubernetes_command_rules() {
+        let img = image(&["/ep"], &["c1"]);
+        assert_eq!(process_args(&spec(&[], &[]), &img), ["/ep", "c1"]);
+        assert_eq!(process_args(&spec(&[], &["a"]), &img), ["/ep", "a"]);
+        assert_eq!(process_args(&spec(&["x"], &[]), &img), ["x"]);
+        assert_eq!(process_args(&spec(&["x"], &["y"]), &img), ["x", "y"]);
+    }
+
+    #[test]
+    fn env_overrides_image() {
+        let env = environment(&spec(&[], &[]), &image(&[], &[]), "pod");
+        assert_eq!(env, ["PATH=/bin", "HOSTNAME=pod", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn users_from_passwd() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(tmp.path().join("etc")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            tmp.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\nweb:x:33:44::/:/bin/false\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(tmp.path().join("etc/group"), "staff:x:50:\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = |u: &str| resolve_user(tmp.path(), u).ok();
+        assert_eq!(r(""), Some((0, 0)));
+        assert_eq!(r("web"), Some((33, 44)));
+        assert_eq!(r("33"), Some((33, 44)));
+        assert_eq!(r("1000:7"), Some((1000, 7)));
+        assert_eq!(r("web:staff"), Some((33, 50)));
+        assert_eq!(r("nobody"), None);
+    }
+}

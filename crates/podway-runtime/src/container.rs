@@ -1,0 +1,430 @@
+//! Containers: an overlayfs rootfs over the image's snapshots, an OCI bundle in
+//! `DATA/containers/<id>/` (`config.json`, `rootfs/`, `upper/`, `work/`, `container.json`), run by
+//! a detached `podway shim` that records `exit.json`.
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::api::Inner;
+use crate::shim::{EXIT_FILE, ExitRecord};
+use crate::util::{io_ctx, now_nanos, process_alive, read_json, write_json};
+use crate::{ContainerInfo, ContainerSpec, ContainerState, Error, Result};
+
+/// What is persisted of a container.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    pub spec: ContainerSpec,
+    pub image_id: String,
+    pub created_at: i64,
+    pub started_at: i64,
+    /// The container's init process and its start time.
+    pub pid: u32,
+    pub pid_start: u64,
+    /// The monitor and its start time.
+    pub shim_pid: u32,
+    pub shim_start: u64,
+    /// Why it failed to start, if it did.
+    pub message: String,
+}
+
+impl Inner {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+        self.config.data_dir.join("containers").join(id)
+    }
+
+    pub(crate) fn runc_root(&self) -> PathBuf {
+        self.config.state_dir.join("runc")
+    }
+
+    /// The record of container `id`.
+    pub(crate) fn container_record(&self, id: &str) -> Result<ContainerRecord> {
+        if id.is_empty() || id.contains('/') {
+            return Err(Error::NotFound(format!("container {id:?}")));
+        }
+        read_json(&self.container_dir(id).join("container.json"))?
+            .ok_or_else(|| Error::NotFound(format!("container {id}")))
+    }
+
+    fn container_records(&self) -> Result<Vec<ContainerRecord>> {
+        let dir = self.config.data_dir.join("containers");
+        let mut out = Vec::new();
+        for entry in
+            std::fs::read_dir(&dir).map_err(io_ctx(format!("listing {}", dir.display())))?
+        {
+            let entry = entry.map_err(io_ctx(format!("listing {}", dir.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match self.container_record(&name) {
+                Ok(r) => out.push(r),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!(container = %name, error = %e, "skipping container"),
+            }
+        }
+        out.sort_by_key(|r| r.created_at);
+        Ok(out)
+    }
+
+    /// The container as it is now.
+    pub(crate) fn container_info(&self, record: &ContainerRecord) -> Result<ContainerInfo> {
+        let exit: Option<ExitRecord> = read_json(&self.container_dir(&record.id).join(EXIT_FILE))?;
+        let mut info = ContainerInfo {
+            id: record.id.clone(),
+            sandbox_id: record.sandbox_id.clone(),
+            spec: record.spec.clone(),
+            image_id: record.image_id.clone(),
+            state: ContainerState::Created,
+            created_at: record.created_at,
+            started_at: record.started_at,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: record.message.clone(),
+            pid: 0,
+        };
+        if let Some(exit) = exit {
+            info.state = ContainerState::Exited;
+            info.exit_code = exit.exit_code;
+            info.finished_at = exit.finished_at;
+            info.reason = match (exit.exit_code, record.message.is_empty()) {
+                (_, false) => "StartError",
+                (0, true) => "Completed",
+                _ => "Error",
+            }
+            .to_string();
+        } else if record.started_at != 0 {
+            if process_alive(record.pid, record.pid_start)
+                || process_alive(record.shim_pid, record.shim_start)
+            {
+                info.state = ContainerState::Running;
+                info.pid = record.pid;
+            } else {
+                info.state = ContainerState::Exited;
+                info.exit_code = 255;
+                info.reason = "Unknown".into();
+                info.message = "the container's monitor exited without recording its exit".into();
+            }
+        }
+        Ok(info)
+    }
+}
+
+/// Ids of the containers of sandbox `sandbox_id`.
+pub(crate) fn ids_of_sandbox(inner: &Inner, sandbox_id: &str) -> Result<Vec<String>> {
+    Ok(inner
+        .container_records()?
+        .into_iter()
+        .filter(|r| r.sandbox_id == sandbox_id)
+        .map(|r| r.id)
+        .collect())
+}
+
+/// One container.
+pub(crate) fn get(inner: &Inner, id: &str) -> Result<ContainerInfo> {
+    inner.container_info(&inner.container_record(id)?)
+}
+
+/// Every container.
+pub(crate) fn list(inner: &Inner) -> Result<Vec<ContainerInfo>> {
+    inner
+        .container_records()?
+        .iter()
+        .map(|r| inner.container_info(r))
+        .collect()
+}
+
+/// Creates a container: rootfs and bundle.
+pub(crate) async fn create(
+    inner: &Arc<Inner>,
+    sandbox_id: &str,
+    spec: ContainerSpec,
+) -> Result<String> {
+    let sandbox = inner.sandbox_record(sandbox_id)?;
+    if !sandbox.ready() {
+        return Err(Error::FailedPrecondition(format!(
+            "sandbox {sandbox_id} is not ready"
+        )));
+    }
+    if spec.name.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "container in sandbox {sandbox_id}: empty name"
+        )));
+    }
+    if spec.tty {
+        return Err(Error::InvalidArgument(format!(
+            "container {:?}: containers on a terminal are not supported yet",
+            spec.name
+        )));
+    }
+    if let Some(other) = inner.container_records()?.into_iter().find(|r| {
+        r.sandbox_id == sandbox_id && r.spec.name == spec.name && r.spec.attempt == spec.attempt
+    }) {
+        return Err(Error::AlreadyExists(format!(
+            "container {:?} (attempt {}) in sandbox {sandbox_id} as {}",
+            spec.name, spec.attempt, other.id
+        )));
+    }
+    let id = crate::util::new_id();
+    let task = {
+        let inner = Arc::clone(inner);
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = build(&inner, &id, &sandbox, spec);
+            if result.is_err() {
+                let dir = inner.container_dir(&id);
+                let _ = unmount(&dir.join("rootfs"));
+                let _ = crate::util::remove_dir_all(&dir);
+            }
+            result
+        })
+    };
+    task.await
+        .map_err(|e| Error::Command(format!("creating container {id}: {e}")))??;
+    tracing::info!(container = %id, sandbox = %sandbox_id, "container created");
+    Ok(id)
+}
+
+fn build(
+    inner: &Inner,
+    id: &str,
+    sandbox: &crate::sandbox::SandboxRecord,
+    mut spec: ContainerSpec,
+) -> Result<()> {
+    let image = inner.images.resolve(&spec.image)?;
+    let dir = inner.container_dir(id);
+    let rootfs = dir.join("rootfs");
+    for sub in ["rootfs", "upper", "work"] {
+        crate::util::create_dir_all(&dir.join(sub))?;
+    }
+    let lower: Vec<String> = image
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        dir.join("upper").display(),
+        dir.join("work").display()
+    );
+    mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|e| Error::Io {
+        context: format!("mounting the rootfs of container {id}"),
+        source: e.into(),
+    })?;
+    if let (Some(log), Some(log_dir)) = (&spec.log_path, &sandbox.spec.log_directory) {
+        if log.is_relative() {
+            spec.log_path = Some(log_dir.join(log));
+        }
+    }
+    let sandbox_dir = inner.sandbox_dir(&sandbox.id);
+    let etc_files: Vec<(PathBuf, &'static str)> = crate::sandbox::ETC_FILES
+        .iter()
+        .map(|(file, dest)| (sandbox_dir.join(file), *dest))
+        .collect();
+    let oci = crate::bundle::build_spec(&crate::bundle::BundleParams {
+        id,
+        spec: &spec,
+        image: &image.process,
+        rootfs: &rootfs,
+        hostname: sandbox.hostname(),
+        pause_pid: sandbox.pid,
+        etc_files: &etc_files,
+    })?;
+    oci.save(dir.join("config.json"))
+        .map_err(|e| Error::Command(format!("writing config.json of container {id}: {e}")))?;
+    let record = ContainerRecord {
+        id: id.to_string(),
+        sandbox_id: sandbox.id.clone(),
+        spec,
+        image_id: image.image.id,
+        created_at: now_nanos(),
+        started_at: 0,
+        pid: 0,
+        pid_start: 0,
+        shim_pid: 0,
+        shim_start: 0,
+        message: String::new(),
+    };
+    write_json(&dir.join("container.json"), &record)
+}
+
+/// Starts a created container under its monitor.
+pub(crate) async fn start(inner: &Arc<Inner>, id: &str) -> Result<()> {
+    let record = inner.container_record(id)?;
+    let info = inner.container_info(&record)?;
+    if info.state != ContainerState::Created {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} is {:?}, not created",
+            info.state
+        )));
+    }
+    let task = {
+        let inner = Arc::clone(inner);
+        tokio::task::spawn_blocking(move || start_shim(&inner, record))
+    };
+    task.await
+        .map_err(|e| Error::Command(format!("starting container {id}: {e}")))?
+}
+
+fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
+    let id = record.id.clone();
+    let dir = inner.container_dir(&id);
+    let root = inner.runc_root();
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("shim"),
+        OsStr::new("--id"),
+        OsStr::new(&id),
+        OsStr::new("--bundle"),
+        dir.as_os_str(),
+        OsStr::new("--runtime"),
+        inner.config.oci_runtime.as_os_str(),
+        OsStr::new("--root"),
+        root.as_os_str(),
+    ];
+    if let Some(log) = &record.spec.log_path {
+        args.extend([OsStr::new("--log"), log.as_os_str()]);
+    }
+    let what = format!("starting container {id}");
+    let started = crate::detached::spawn(
+        &inner.config.podway_bin,
+        &args,
+        &dir.join("shim.log"),
+        &what,
+    )
+    .and_then(|words| {
+        let num = |i: usize| words.get(i).and_then(|w| w.parse::<u32>().ok());
+        match (num(0), num(1)) {
+            (Some(pid), Some(shim)) => Ok((pid, shim)),
+            _ => Err(Error::Command(format!("{what}: bad report {words:?}"))),
+        }
+    });
+    match started {
+        Ok((pid, shim)) => {
+            record.started_at = now_nanos();
+            record.pid = pid;
+            record.pid_start = crate::util::proc_start_time(pid).unwrap_or(0);
+            record.shim_pid = shim;
+            record.shim_start = crate::util::proc_start_time(shim).unwrap_or(0);
+            write_json(&dir.join("container.json"), &record)?;
+            tracing::info!(container = %id, pid, "container started");
+            Ok(())
+        }
+        Err(e) => {
+            let now = now_nanos();
+            record.started_at = now;
+            record.message = e.to_string();
+            write_json(&dir.join("container.json"), &record)?;
+            write_json(
+                &dir.join(EXIT_FILE),
+                &ExitRecord {
+                    exit_code: 128,
+                    finished_at: now,
+                },
+            )?;
+            Err(e)
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; waits until the exit is recorded.
+pub(crate) async fn stop(inner: &Arc<Inner>, id: &str, grace: Duration) -> Result<()> {
+    let record = inner.container_record(id)?;
+    let running = |inner: &Inner| -> Result<bool> {
+        Ok(inner.container_info(&record)?.state == ContainerState::Running)
+    };
+    if !running(inner)? {
+        return Ok(());
+    }
+    let signal = |sig: Signal| {
+        if process_alive(record.pid, record.pid_start) {
+            let _ = kill(Pid::from_raw(record.pid as i32), sig);
+        }
+    };
+    if !grace.is_zero() {
+        signal(Signal::SIGTERM);
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && running(inner)? {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Kill, and wait for the monitor to record the exit (it drains the output first).
+    for _ in 0..600 {
+        if !running(inner)? {
+            tracing::info!(container = %id, "container stopped");
+            return Ok(());
+        }
+        signal(Signal::SIGKILL);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(Error::Command(format!(
+        "container {id} did not stop after SIGKILL"
+    )))
+}
+
+/// Removes a container, stopping it first; leaves no runc state, mount, cgroup or folder.
+pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
+    match inner.container_record(id) {
+        Err(Error::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    stop(inner, id, Duration::ZERO).await?;
+    crate::oci_runtime::delete(&inner.config.oci_runtime, &inner.runc_root(), id).await?;
+    let dir = inner.container_dir(id);
+    let dir2 = dir.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        unmount(&dir2.join("rootfs"))?;
+        crate::util::remove_dir_all(&dir2)
+    })
+    .await
+    .map_err(|e| Error::Command(format!("removing container {id}: {e}")))??;
+    remove_cgroups(id);
+    tracing::info!(container = %id, "container removed");
+    Ok(())
+}
+
+/// Unmounts `path` if it is a mount point (lazily when busy).
+fn unmount(path: &Path) -> Result<()> {
+    match umount2(path, MntFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => {
+            umount2(path, MntFlags::MNT_DETACH).map_err(|e| Error::Io {
+                context: format!("unmounting {}", path.display()),
+                source: e.into(),
+            })
+        }
+        Err(e) => Err(Error::Io {
+            context: format!("unmounting {}", path.display()),
+            source: e.into(),
+        }),
+    }
+}
+
+/// Removes cgroup folders `podway/<id>` left in any v1 hierarchy (runc delete normally does).
+fn remove_cgroups(id: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let dir = h.path().join("podway").join(id);
+        if dir.is_dir() {
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                tracing::warn!(cgroup = %dir.display(), error = %e, "removing cgroup");
+            }
+        }
+    }
+}

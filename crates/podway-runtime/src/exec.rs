@@ -1,0 +1,241 @@
+//! Processes in running containers through `runc exec`, and the capture buffers of `exec_sync`.
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::api::Inner;
+use crate::util::io_ctx;
+use crate::{ContainerState, Error, ExecSyncOutput, ProcessIo, Result};
+
+/// Most bytes kept per stream by `exec_sync`.
+pub(crate) const EXEC_SYNC_CAP: usize = 16 * 1024 * 1024;
+
+/// Temporary files of one exec (`STATE/exec/<random>.{json,pid}`), removed on drop.
+pub(crate) struct ExecFiles {
+    /// The process JSON.
+    pub process: PathBuf,
+    /// runc's pid file.
+    pub pid: PathBuf,
+    /// The console socket (tty only).
+    pub socket: PathBuf,
+}
+
+impl ExecFiles {
+    pub(crate) fn new(state_dir: &Path) -> Result<ExecFiles> {
+        let dir = state_dir.join("exec");
+        crate::util::create_dir_all(&dir)?;
+        let name = crate::util::new_id();
+        Ok(ExecFiles {
+            process: dir.join(format!("{name}.json")),
+            pid: dir.join(format!("{name}.pid")),
+            socket: dir.join(format!("{name}.sock")),
+        })
+    }
+
+    /// Kills the exec'd process (its pid from runc's pid file), if it started.
+    fn kill(&self) {
+        if let Some(pid) = std::fs::read_to_string(&self.pid)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for ExecFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.process);
+        let _ = std::fs::remove_file(&self.pid);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// The container's process settings (env, cwd, user, capabilities) with `cmd` as arguments.
+pub(crate) fn process_json(
+    inner: &Inner,
+    id: &str,
+    cmd: Vec<String>,
+    terminal: bool,
+) -> Result<Vec<u8>> {
+    let config = inner.container_dir(id).join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&config)
+        .map_err(|e| Error::Command(format!("reading {}: {e}", config.display())))?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| Error::Command(format!("container {id} has no process in config.json")))?;
+    process.set_args(Some(cmd));
+    process.set_terminal(Some(terminal));
+    serde_json::to_vec(&process)
+        .map_err(|e| Error::Command(format!("encoding the exec process of container {id}: {e}")))
+}
+
+/// Runs `cmd` in container `id` with `io`; returns the exit code (-1 when `timeout` killed it).
+pub(crate) async fn exec(
+    inner: &Arc<Inner>,
+    id: &str,
+    cmd: Vec<String>,
+    tty: bool,
+    io: ProcessIo,
+    timeout: Option<Duration>,
+) -> Result<i32> {
+    let info = crate::container::get(inner, id)?;
+    if info.state != ContainerState::Running {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} is not running"
+        )));
+    }
+    if cmd.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "exec in container {id}: empty command"
+        )));
+    }
+    if tty {
+        return crate::tty::exec(inner, id, cmd, io).await;
+    }
+    let files = ExecFiles::new(&inner.config.state_dir)?;
+    crate::util::write_atomic(&files.process, &process_json(inner, id, cmd, false)?)?;
+    let stdio = |wanted: bool| {
+        if wanted {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
+    let mut child = crate::oci_runtime::command(&inner.config.oci_runtime, &inner.runc_root())
+        .arg("exec")
+        .arg("--process")
+        .arg(&files.process)
+        .arg("--pid-file")
+        .arg(&files.pid)
+        .arg(id)
+        .stdin(stdio(io.stdin.is_some()))
+        .stdout(stdio(io.stdout.is_some()))
+        .stderr(stdio(io.stderr.is_some()))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io_ctx(format!("exec in container {id}: running runc")))?;
+
+    let stdin_pump = match (io.stdin, child.stdin.take()) {
+        (Some(mut src), Some(mut dst)) => Some(tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut src, &mut dst).await;
+            let _ = dst.shutdown().await;
+        })),
+        _ => None,
+    };
+    let stdout = pump(child.stdout.take(), io.stdout);
+    let stderr = pump(child.stderr.take(), io.stderr);
+    let run = async {
+        let (_, _, status) = tokio::join!(stdout, stderr, child.wait());
+        status
+    };
+    tokio::pin!(run);
+    let mut timed_out = false;
+    let status = match timeout {
+        None => run.await,
+        Some(limit) => tokio::select! {
+            status = &mut run => status,
+            () = tokio::time::sleep(limit) => {
+                timed_out = true;
+                files.kill();
+                run.await
+            }
+        },
+    };
+    if let Some(pump) = stdin_pump {
+        pump.abort();
+    }
+    let status = status.map_err(io_ctx(format!("exec in container {id}: waiting for runc")))?;
+    if timed_out {
+        return Ok(-1);
+    }
+    Ok(exit_code(status))
+}
+
+/// The exit code of a process status (128 + signal when killed).
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Copies a child's output into the client's writer until EOF.
+async fn pump(
+    from: Option<impl tokio::io::AsyncRead + Unpin>,
+    to: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+) {
+    if let (Some(mut from), Some(mut to)) = (from, to) {
+        if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
+            tracing::debug!(error = %e, "exec output stream ended");
+        }
+        let _ = to.flush().await;
+    }
+}
+
+/// Runs `cmd` and captures its output (each stream capped at 16 MiB).
+pub(crate) async fn exec_sync(
+    inner: &Arc<Inner>,
+    id: &str,
+    cmd: Vec<String>,
+    timeout: Option<Duration>,
+) -> Result<ExecSyncOutput> {
+    let stdout = Capture::default();
+    let stderr = Capture::default();
+    let io = ProcessIo {
+        stdout: Some(Box::new(stdout.clone())),
+        stderr: Some(Box::new(stderr.clone())),
+        ..ProcessIo::default()
+    };
+    let exit_code = exec(inner, id, cmd, false, io, timeout).await?;
+    Ok(ExecSyncOutput {
+        stdout: stdout.take(),
+        stderr: stderr.take(),
+        exit_code,
+    })
+}
+
+/// A shared buffer that keeps the first [`EXEC_SYNC_CAP`] bytes written and drops the rest.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn take(&self) -> Vec<u8> {
+        match self.0.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+}
+
+impl AsyncWrite for Capture {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut v = match self.0.lock() {
+            Ok(v) => v,
+            Err(p) => p.into_inner(),
+        };
+        let room = EXEC_SYNC_CAP.saturating_sub(v.len());
+        v.extend_from_slice(&buf[..buf.len().min(room)]);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

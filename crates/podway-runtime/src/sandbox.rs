@@ -1,0 +1,247 @@
+//! Pod sandboxes: a `podway pause` process holding new network, IPC and UTS namespaces, and its
+//! record in `DATA/sandboxes/<id>/sandbox.json` (with the pod's `hostname`, `hosts`, `resolv.conf`).
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::api::Inner;
+use crate::util::{io_ctx, now_nanos, process_alive, read_json, write_json};
+use crate::{Error, Result, SandboxInfo, SandboxSpec, SandboxState};
+
+/// What is persisted of a sandbox.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SandboxRecord {
+    pub id: String,
+    pub spec: SandboxSpec,
+    pub created_at: i64,
+    /// Pid of the pause process and its start time (identifies it across pid reuse).
+    pub pid: u32,
+    pub pid_start: u64,
+    pub stopped: bool,
+}
+
+impl SandboxRecord {
+    /// Whether its pause process still holds the namespaces.
+    pub fn ready(&self) -> bool {
+        !self.stopped && process_alive(self.pid, self.pid_start)
+    }
+
+    /// The hostname inside the pod.
+    pub fn hostname(&self) -> &str {
+        if self.spec.hostname.is_empty() {
+            &self.spec.name
+        } else {
+            &self.spec.hostname
+        }
+    }
+
+    fn info(&self) -> SandboxInfo {
+        let ready = self.ready();
+        SandboxInfo {
+            id: self.id.clone(),
+            spec: self.spec.clone(),
+            state: if ready {
+                SandboxState::Ready
+            } else {
+                SandboxState::NotReady
+            },
+            created_at: self.created_at,
+            netns_path: if ready {
+                PathBuf::from(format!("/proc/{}/ns/net", self.pid))
+            } else {
+                PathBuf::new()
+            },
+            pid: if ready { self.pid } else { 0 },
+        }
+    }
+}
+
+/// Files of the pod bound into every container.
+pub(crate) const ETC_FILES: [(&str, &str); 3] = [
+    ("hostname", "/etc/hostname"),
+    ("hosts", "/etc/hosts"),
+    ("resolv.conf", "/etc/resolv.conf"),
+];
+
+impl Inner {
+    pub(crate) fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.config.data_dir.join("sandboxes").join(id)
+    }
+
+    /// The record of sandbox `id`.
+    pub(crate) fn sandbox_record(&self, id: &str) -> Result<SandboxRecord> {
+        if id.is_empty() || id.contains('/') {
+            return Err(Error::NotFound(format!("sandbox {id:?}")));
+        }
+        read_json(&self.sandbox_dir(id).join("sandbox.json"))?
+            .ok_or_else(|| Error::NotFound(format!("sandbox {id}")))
+    }
+
+    fn sandbox_records(&self) -> Result<Vec<SandboxRecord>> {
+        let dir = self.config.data_dir.join("sandboxes");
+        let mut out = Vec::new();
+        for entry in
+            std::fs::read_dir(&dir).map_err(io_ctx(format!("listing {}", dir.display())))?
+        {
+            let entry = entry.map_err(io_ctx(format!("listing {}", dir.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            match self.sandbox_record(&name) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(sandbox = %name, error = %e, "skipping sandbox"),
+            }
+        }
+        out.sort_by_key(|r| r.created_at);
+        Ok(out)
+    }
+}
+
+/// Starts a sandbox.
+pub(crate) async fn run(inner: &Arc<Inner>, spec: SandboxSpec) -> Result<SandboxInfo> {
+    if spec.name.is_empty() {
+        return Err(Error::InvalidArgument("sandbox name is empty".into()));
+    }
+    if let Some(other) = inner.sandbox_records()?.into_iter().find(|r| {
+        r.spec.name == spec.name
+            && r.spec.namespace == spec.namespace
+            && r.spec.uid == spec.uid
+            && r.spec.attempt == spec.attempt
+    }) {
+        return Err(Error::AlreadyExists(format!(
+            "sandbox {}/{} (uid {}, attempt {}) as {}",
+            spec.namespace, spec.name, spec.uid, spec.attempt, other.id
+        )));
+    }
+    let id = crate::util::new_id();
+    let dir = inner.sandbox_dir(&id);
+    crate::util::create_dir_all(&dir)?;
+    let started = {
+        let inner = Arc::clone(inner);
+        let task_id = id.clone();
+        tokio::task::spawn_blocking(move || start_pause(&inner, &task_id, spec))
+            .await
+            .map_err(|e| Error::Command(format!("starting sandbox {id}: {e}")))?
+    };
+    match started {
+        Ok(record) => {
+            tracing::info!(sandbox = %id, pid = record.pid, "sandbox ready");
+            Ok(record.info())
+        }
+        Err(e) => {
+            let _ = crate::util::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxRecord> {
+    let dir = inner.sandbox_dir(id);
+    let mut record = SandboxRecord {
+        id: id.to_string(),
+        spec,
+        created_at: now_nanos(),
+        pid: 0,
+        pid_start: 0,
+        stopped: false,
+    };
+    let hostname = record.hostname().to_string();
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (name, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
+        crate::util::write_atomic(&dir.join(name), content.as_bytes())?;
+    }
+    let what = format!("starting the pause process of sandbox {id}");
+    let words = crate::detached::spawn(
+        &inner.config.podway_bin,
+        &[
+            OsStr::new("pause"),
+            OsStr::new("--hostname"),
+            OsStr::new(&hostname),
+        ],
+        &dir.join("pause.log"),
+        &what,
+    )?;
+    let pid: u32 = words
+        .first()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| Error::Command(format!("{what}: bad report {words:?}")))?;
+    record.pid = pid;
+    record.pid_start = crate::util::proc_start_time(pid)
+        .ok_or_else(|| Error::Command(format!("{what}: pause process {pid} exited at once")))?;
+    if let Err(e) = write_json(&dir.join("sandbox.json"), &record) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        return Err(e);
+    }
+    Ok(record)
+}
+
+/// One sandbox.
+pub(crate) fn get(inner: &Inner, id: &str) -> Result<SandboxInfo> {
+    Ok(inner.sandbox_record(id)?.info())
+}
+
+/// Every sandbox.
+pub(crate) fn list(inner: &Inner) -> Result<Vec<SandboxInfo>> {
+    Ok(inner
+        .sandbox_records()?
+        .iter()
+        .map(SandboxRecord::info)
+        .collect())
+}
+
+/// Stops the sandbox's containers and its pause process.
+pub(crate) async fn stop(inner: &Arc<Inner>, id: &str) -> Result<()> {
+    let mut record = inner.sandbox_record(id)?;
+    for container in crate::container::ids_of_sandbox(inner, id)? {
+        crate::container::stop(inner, &container, Duration::ZERO).await?;
+    }
+    if process_alive(record.pid, record.pid_start) {
+        let _ = kill(Pid::from_raw(record.pid as i32), Signal::SIGKILL);
+        for _ in 0..100 {
+            if !process_alive(record.pid, record.pid_start) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if process_alive(record.pid, record.pid_start) {
+            return Err(Error::Command(format!(
+                "sandbox {id}: pause process {} does not exit",
+                record.pid
+            )));
+        }
+    }
+    if !record.stopped {
+        record.stopped = true;
+        write_json(&inner.sandbox_dir(id).join("sandbox.json"), &record)?;
+        tracing::info!(sandbox = %id, "sandbox stopped");
+    }
+    Ok(())
+}
+
+/// Removes a sandbox and its containers.
+pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
+    match inner.sandbox_record(id) {
+        Err(Error::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    stop(inner, id).await?;
+    for container in crate::container::ids_of_sandbox(inner, id)? {
+        crate::container::remove(inner, &container).await?;
+    }
+    crate::util::remove_dir_all(&inner.sandbox_dir(id))?;
+    tracing::info!(sandbox = %id, "sandbox removed");
+    Ok(())
+}
