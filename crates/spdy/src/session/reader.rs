@@ -1,0 +1,291 @@
+//! The reader task: decodes the peer's frames and applies them to the session state. It is the
+//! only reader of the socket, so pausing it (a full stream buffer) is TCP back-pressure.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::codec::Decoder;
+
+use super::PendingStream;
+use super::state::{Shared, StreamEntry};
+use crate::codec::FrameDecoder;
+use crate::error::Error;
+use crate::frame::{
+    Data, Frame, FrameError, GoAwayStatus, Ping, RstStatus, RstStream, SynReply, SynStream,
+};
+
+/// Minimum free space offered to each socket read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Runs until the peer closes, the connection fails or the session ends.
+pub(crate) async fn run<R>(shared: Arc<Shared>, mut io: R, mut decoder: FrameDecoder)
+where
+    R: AsyncRead + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    shared.touch();
+                    shared.peer_spoke.cancel();
+                    if handle(&shared, frame).await.is_break() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if let Some((stream_id, status)) = e.stream_error() {
+                        shared.touch();
+                        shared.peer_spoke.cancel();
+                        tracing::debug!(stream_id, error = %e, "SPDY stream refused");
+                        stream_failed(&shared, stream_id, status, e).await;
+                        continue;
+                    }
+                    tracing::warn!(error = %e, "SPDY connection failed on a malformed frame");
+                    shared.peer_spoke.cancel();
+                    shared.fail(GoAwayStatus::ProtocolError, "malformed frame");
+                    return;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            r = io.read_buf(&mut buf) => r,
+            _ = shared.ended.cancelled() => return,
+        };
+        match read {
+            Ok(0) => {
+                shared.terminate("peer closed the connection");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "SPDY read failed");
+                shared.terminate("read failed");
+                return;
+            }
+        }
+    }
+}
+
+async fn handle(shared: &Arc<Shared>, frame: Frame) -> ControlFlow<()> {
+    match frame {
+        Frame::SynStream(f) => on_syn_stream(shared, f).await,
+        Frame::SynReply(f) => on_syn_reply(shared, f),
+        Frame::RstStream(f) => on_rst_stream(shared, f),
+        Frame::Ping(f) => on_ping(shared, f).await,
+        Frame::Data(f) => on_data(shared, f).await,
+        Frame::GoAway(f) => {
+            tracing::debug!(last_good = f.last_good_stream_id, status = ?f.status, "SPDY peer sent GOAWAY");
+            shared.terminate("peer sent GOAWAY");
+            return ControlFlow::Break(());
+        }
+        // No flow control (as spdystream): windows and settings are ignored. HEADERS carry nothing
+        // Kubernetes uses; their block was still inflated to keep the zlib stream in step.
+        Frame::Settings(_) | Frame::WindowUpdate(_) | Frame::Headers(_) => {}
+    }
+    ControlFlow::Continue(())
+}
+
+/// A frame's headers were unacceptable: refuse that stream only.
+async fn stream_failed(shared: &Arc<Shared>, stream_id: u32, status: RstStatus, error: FrameError) {
+    shared.control_backpressure().await;
+    let known = {
+        let mut st = shared.lock();
+        if !shared.is_local_id(stream_id) && stream_id >= st.next_peer_id {
+            st.next_peer_id = stream_id.saturating_add(2);
+            st.last_peer_id = stream_id;
+        }
+        match st.streams.get_mut(&stream_id) {
+            Some(entry) => {
+                if let Some(tx) = entry.reply_tx.take() {
+                    let _ = tx.send(Err(Error::Frame(error)));
+                }
+                true
+            }
+            None => false,
+        }
+    };
+    if known {
+        shared.reset_stream(stream_id, status);
+    } else {
+        shared.send_rst(stream_id, status);
+    }
+}
+
+async fn on_syn_stream(shared: &Arc<Shared>, f: SynStream) {
+    shared.control_backpressure().await;
+    let id = f.stream_id;
+    let accepted = {
+        let mut st = shared.lock();
+        if st.closing {
+            Err(RstStatus::RefusedStream)
+        } else if shared.is_local_id(id) || id < st.next_peer_id || st.streams.contains_key(&id) {
+            Err(RstStatus::ProtocolError)
+        } else if let Some(tx) = st.incoming.clone() {
+            st.next_peer_id = id.saturating_add(2);
+            st.last_peer_id = id;
+            let mut entry = StreamEntry::new(false);
+            entry.remote_done = f.fin;
+            entry.local_done = f.unidirectional;
+            st.streams.insert(id, entry);
+            Ok(tx)
+        } else {
+            Err(RstStatus::RefusedStream)
+        }
+    };
+    match accepted {
+        Ok(tx) => {
+            let pending = PendingStream::new(shared.clone(), id, f.headers);
+            // A full or dropped queue refuses the stream (the returned PendingStream resets it).
+            if tx.try_send(pending).is_err() {
+                tracing::debug!(
+                    stream_id = id,
+                    "SPDY stream refused: nobody accepts streams"
+                );
+            }
+        }
+        Err(status) => {
+            tracing::debug!(stream_id = id, ?status, "SPDY SYN_STREAM rejected");
+            shared.send_rst(id, status);
+        }
+    }
+}
+
+fn on_syn_reply(shared: &Shared, f: SynReply) {
+    let mut st = shared.lock();
+    match st.streams.get_mut(&f.stream_id) {
+        Some(entry) if entry.local && !entry.replied => {
+            entry.replied = true;
+            if f.fin {
+                entry.finish_remote();
+            }
+            if let Some(tx) = entry.reply_tx.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        _ => tracing::debug!(
+            stream_id = f.stream_id,
+            "SPDY SYN_REPLY for no waiting stream ignored"
+        ),
+    }
+}
+
+fn on_rst_stream(shared: &Shared, f: RstStream) {
+    let mut st = shared.lock();
+    if let Some(entry) = st.streams.get_mut(&f.stream_id) {
+        entry.reset_by_peer = Some(f.status);
+        entry.local_done = true;
+        entry.finish_remote();
+        if let Some(tx) = entry.reply_tx.take() {
+            let _ = tx.send(Err(Error::Refused {
+                stream_id: f.stream_id,
+                status: f.status,
+            }));
+        }
+    }
+    drop(st);
+    shared.changed.notify_waiters();
+}
+
+async fn on_ping(shared: &Shared, f: Ping) {
+    if shared.is_local_id(f.id) {
+        let waiter = shared.lock().pings.remove(&f.id);
+        if let Some(tx) = waiter {
+            let _ = tx.send(());
+        }
+    } else {
+        shared.control_backpressure().await;
+        shared.send_control(Frame::Ping(f));
+    }
+}
+
+/// What to do with a DATA frame after looking at the stream.
+enum DataAction {
+    Done,
+    Reset,
+    Wait,
+}
+
+async fn on_data(shared: &Shared, mut d: Data) {
+    let id = d.stream_id;
+    loop {
+        let space = shared.space.notified();
+        tokio::pin!(space);
+        space.as_mut().enable();
+        let action = {
+            let mut st = shared.lock();
+            let known_old = if shared.is_local_id(id) {
+                id < st.next_local_id
+            } else {
+                id < st.next_peer_id
+            };
+            match st.streams.get_mut(&id) {
+                // The late FIN of a stream we already dropped is harmless.
+                None if d.payload.is_empty() && known_old => DataAction::Done,
+                None => DataAction::Reset,
+                // spdystream drops DATA before SYN_REPLY; so do we.
+                Some(entry) if !entry.replied => DataAction::Done,
+                Some(entry) if entry.remote_done => {
+                    if entry.reset_locally || entry.reset_by_peer.is_some() {
+                        DataAction::Done
+                    } else {
+                        DataAction::Reset
+                    }
+                }
+                Some(_) if d.payload.is_empty() && !d.fin => DataAction::Done,
+                Some(entry) if !entry.recv_handle => {
+                    if d.fin {
+                        entry.remote_done = true;
+                    }
+                    DataAction::Done
+                }
+                Some(entry) => {
+                    let len = d.payload.len();
+                    if entry.buffered == 0
+                        || entry.buffered + len <= shared.config.max_stream_buffer
+                    {
+                        if len > 0 {
+                            entry.recv_buf.push_back(std::mem::take(&mut d.payload));
+                            entry.buffered += len;
+                        }
+                        if d.fin {
+                            entry.remote_done = true;
+                        }
+                        if let Some(w) = entry.read_waker.take() {
+                            w.wake();
+                        }
+                        DataAction::Done
+                    } else {
+                        DataAction::Wait
+                    }
+                }
+            }
+        };
+        match action {
+            DataAction::Done => {
+                if d.fin {
+                    shared.changed.notify_waiters();
+                }
+                return;
+            }
+            DataAction::Reset => {
+                tracing::debug!(stream_id = id, "SPDY DATA for an unknown or closed stream");
+                shared.control_backpressure().await;
+                shared.send_rst(id, RstStatus::InvalidStream);
+                return;
+            }
+            DataAction::Wait => {
+                tokio::select! {
+                    _ = space => {}
+                    _ = shared.ended.cancelled() => return,
+                }
+            }
+        }
+    }
+}

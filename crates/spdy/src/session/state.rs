@@ -1,0 +1,399 @@
+//! State shared by the session's tasks and handles: the stream table, id counters, pending pings,
+//! the outgoing queues and the signals between them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Config, PendingStream, Role};
+use crate::error::Error;
+use crate::frame::{Frame, GoAway, GoAwayStatus, MAX_STREAM_ID, Ping, RstStatus, RstStream};
+use crate::headers::Headers;
+
+/// Control frames queued beyond this make the connection reader wait for the writer.
+const CONTROL_QUEUE_LIMIT: usize = 1024;
+
+/// One stream's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct StreamEntry {
+    /// Created by us (SYN_STREAM sent) rather than by the peer.
+    pub local: bool,
+    /// SYN_REPLY sent (peer-created) or received (local-created); DATA before it is dropped.
+    pub replied: bool,
+    /// Resolves `Session::open` once SYN_REPLY or RST_STREAM arrives.
+    pub reply_tx: Option<oneshot::Sender<Result<(), Error>>>,
+    /// Received payloads not yet read.
+    pub recv_buf: VecDeque<Bytes>,
+    /// Total bytes in `recv_buf`.
+    pub buffered: usize,
+    /// The peer finished sending (FIN or RST) or the session ended: reads hit EOF once drained.
+    pub remote_done: bool,
+    /// The status of a RST_STREAM from the peer.
+    pub reset_by_peer: Option<RstStatus>,
+    /// We finished sending (FIN or RST queued).
+    pub local_done: bool,
+    /// We reset the stream: late DATA from the peer is dropped quietly.
+    pub reset_locally: bool,
+    /// Task waiting in `poll_read`.
+    pub read_waker: Option<Waker>,
+    /// The receive half (or the unsplit stream, or the pending stream) is alive.
+    pub recv_handle: bool,
+    /// The send half (or the unsplit stream, or the pending stream) is alive.
+    pub send_handle: bool,
+}
+
+impl StreamEntry {
+    pub fn new(local: bool) -> Self {
+        StreamEntry {
+            local,
+            replied: false,
+            reply_tx: None,
+            recv_buf: VecDeque::new(),
+            buffered: 0,
+            remote_done: false,
+            reset_by_peer: None,
+            local_done: false,
+            reset_locally: false,
+            read_waker: None,
+            recv_handle: true,
+            send_handle: true,
+        }
+    }
+
+    /// Marks the receive side finished and wakes a waiting reader.
+    pub fn finish_remote(&mut self) {
+        self.remote_done = true;
+        if let Some(w) = self.read_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Mutable session state behind one mutex.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub streams: HashMap<u32, StreamEntry>,
+    /// Next id for a stream we open.
+    pub next_local_id: u32,
+    /// Lowest id the peer may use for its next stream.
+    pub next_peer_id: u32,
+    /// Highest peer-created stream id seen (GOAWAY's last-good id).
+    pub last_peer_id: u32,
+    pub next_ping_id: u32,
+    pub pings: HashMap<u32, oneshot::Sender<()>>,
+    /// Where new peer streams go; `None` once the session stops accepting.
+    pub incoming: Option<mpsc::Sender<PendingStream>>,
+    /// `close()` ran or GOAWAY was sent: no new streams either way.
+    pub closing: bool,
+    /// The connection is over.
+    pub ended: bool,
+}
+
+/// Everything the tasks and handles of one session share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub role: Role,
+    pub config: Config,
+    state: Mutex<State>,
+    control_tx: mpsc::UnboundedSender<Frame>,
+    pub data_tx: mpsc::Sender<Frame>,
+    control_queued: AtomicUsize,
+    /// The writer took frames from the control queue.
+    pub writer_progress: Notify,
+    /// A stream's receive buffer shrank or went away (the reader may be waiting).
+    pub space: Notify,
+    /// A stream finished or disappeared (`close()` may be waiting).
+    pub changed: Notify,
+    /// The connection is over (set once, by [`Shared::terminate`]).
+    pub ended: CancellationToken,
+    /// The writer task has flushed and shut down the socket.
+    pub finished: CancellationToken,
+    /// The peer has sent its first frame (a server writes nothing before).
+    pub peer_spoke: CancellationToken,
+    epoch: Instant,
+    last_activity_ms: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(
+        role: Role,
+        config: Config,
+        incoming: mpsc::Sender<PendingStream>,
+        control_tx: mpsc::UnboundedSender<Frame>,
+        data_tx: mpsc::Sender<Frame>,
+    ) -> Arc<Self> {
+        let (next_local_id, next_peer_id, next_ping_id) = match role {
+            Role::Client => (1, 2, 1),
+            Role::Server => (2, 1, 2),
+        };
+        Arc::new(Shared {
+            role,
+            config,
+            state: Mutex::new(State {
+                streams: HashMap::new(),
+                next_local_id,
+                next_peer_id,
+                last_peer_id: 0,
+                next_ping_id,
+                pings: HashMap::new(),
+                incoming: Some(incoming),
+                closing: false,
+                ended: false,
+            }),
+            control_tx,
+            data_tx,
+            control_queued: AtomicUsize::new(0),
+            writer_progress: Notify::new(),
+            space: Notify::new(),
+            changed: Notify::new(),
+            ended: CancellationToken::new(),
+            finished: CancellationToken::new(),
+            peer_spoke: CancellationToken::new(),
+            epoch: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// Locks the state; a poisoned lock (a panic elsewhere) still yields the data.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `id` has the parity of streams this side creates.
+    pub fn is_local_id(&self, id: u32) -> bool {
+        match self.role {
+            Role::Client => id % 2 == 1,
+            Role::Server => id % 2 == 0,
+        }
+    }
+
+    /// Queues a control frame; it overtakes queued DATA.
+    pub fn send_control(&self, frame: Frame) {
+        if self.control_tx.send(frame).is_ok() {
+            self.control_queued.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues RST_STREAM for `id`.
+    pub fn send_rst(&self, stream_id: u32, status: RstStatus) {
+        self.send_control(Frame::RstStream(RstStream { stream_id, status }));
+    }
+
+    /// Queues a frame behind the DATA already queued (from a synchronous context such as `Drop`).
+    pub fn send_ordered(&self, frame: Frame) {
+        match self.data_tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        let tx = self.data_tx.clone();
+                        rt.spawn(async move {
+                            let _ = tx.send(frame).await;
+                        });
+                    }
+                    Err(_) => self.send_control(frame),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Called by the writer for each control frame it took.
+    pub fn control_taken(&self) {
+        self.control_queued.fetch_sub(1, Ordering::Relaxed);
+        self.writer_progress.notify_waiters();
+    }
+
+    /// Waits until the control queue is short enough (or the session ended).
+    pub async fn control_backpressure(&self) {
+        loop {
+            let progress = self.writer_progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if self.control_queued.load(Ordering::Relaxed) <= CONTROL_QUEUE_LIMIT
+                || self.ended.is_cancelled()
+            {
+                return;
+            }
+            tokio::select! {
+                _ = progress => {}
+                _ = self.ended.cancelled() => return,
+            }
+        }
+    }
+
+    /// Records that a frame was read or written (resets the idle timer).
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The instant of the last frame read or written.
+    pub fn last_activity(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+
+    /// Allocates the next ping id and registers its waiter.
+    pub fn start_ping(&self) -> Result<oneshot::Receiver<()>, Error> {
+        let mut st = self.lock();
+        if st.ended {
+            return Err(Error::SessionClosed);
+        }
+        let id = st.next_ping_id;
+        st.next_ping_id = st.next_ping_id.wrapping_add(2);
+        let (tx, rx) = oneshot::channel();
+        st.pings.insert(id, tx);
+        self.send_control(Frame::Ping(Ping { id }));
+        Ok(rx)
+    }
+
+    /// Registers a new local stream and queues its SYN_STREAM (under the lock, so ids go out in
+    /// increasing order).
+    pub fn start_open(
+        &self,
+        headers: Headers,
+    ) -> Result<(u32, oneshot::Receiver<Result<(), Error>>), Error> {
+        let mut st = self.lock();
+        if st.ended || st.closing {
+            return Err(Error::SessionClosed);
+        }
+        let id = st.next_local_id;
+        if id > MAX_STREAM_ID {
+            return Err(Error::StreamIdsExhausted);
+        }
+        st.next_local_id += 2;
+        let (tx, rx) = oneshot::channel();
+        let mut entry = StreamEntry::new(true);
+        entry.reply_tx = Some(tx);
+        st.streams.insert(id, entry);
+        self.send_control(Frame::SynStream(crate::frame::SynStream::new(id, headers)));
+        Ok((id, rx))
+    }
+
+    /// Resets a stream from our side (if not finished yet): RST_STREAM is queued and both
+    /// directions end.
+    pub fn reset_stream(&self, id: u32, status: RstStatus) {
+        let mut st = self.lock();
+        let ended = st.ended;
+        if let Some(entry) = st.streams.get_mut(&id) {
+            if !entry.local_done && !ended {
+                self.send_rst(id, status);
+            }
+            entry.local_done = true;
+            entry.reset_locally = true;
+            entry.finish_remote();
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// Drops a handle's claim on a stream, removing the stream once no handle is left.
+    pub fn release(&self, id: u32, recv: bool, send: bool) {
+        let mut st = self.lock();
+        if let Some(entry) = st.streams.get_mut(&id) {
+            if recv {
+                entry.recv_handle = false;
+                entry.recv_buf.clear();
+                entry.buffered = 0;
+            }
+            if send {
+                entry.send_handle = false;
+            }
+            if !entry.recv_handle && !entry.send_handle {
+                st.streams.remove(&id);
+            }
+        }
+        drop(st);
+        self.space.notify_waiters();
+        self.changed.notify_waiters();
+    }
+
+    /// Begins an orderly close: RST CANCEL for every stream we have not finished, then GOAWAY.
+    /// Returns false if the session had already ended.
+    pub fn begin_close(&self) -> bool {
+        let mut st = self.lock();
+        if st.ended {
+            return false;
+        }
+        if !st.closing {
+            st.closing = true;
+            st.incoming = None;
+            for (&id, entry) in st.streams.iter_mut() {
+                if !entry.local_done {
+                    entry.local_done = true;
+                    entry.reset_locally = true;
+                    self.send_rst(id, RstStatus::Cancel);
+                    entry.finish_remote();
+                }
+            }
+            self.send_control(Frame::GoAway(GoAway {
+                last_good_stream_id: st.last_peer_id,
+                status: GoAwayStatus::Ok,
+            }));
+        }
+        drop(st);
+        self.changed.notify_waiters();
+        true
+    }
+
+    /// Whether every remaining stream is finished in both directions.
+    pub fn all_streams_done(&self) -> bool {
+        self.lock()
+            .streams
+            .values()
+            .all(|e| e.local_done && e.remote_done)
+    }
+
+    /// Queues GOAWAY with `status` (once) and ends the session.
+    pub fn fail(&self, status: GoAwayStatus, reason: &str) {
+        let last_good_stream_id = {
+            let mut st = self.lock();
+            if st.ended || st.closing {
+                None
+            } else {
+                st.closing = true;
+                Some(st.last_peer_id)
+            }
+        };
+        if let Some(last_good_stream_id) = last_good_stream_id {
+            self.send_control(Frame::GoAway(GoAway {
+                last_good_stream_id,
+                status,
+            }));
+        }
+        self.terminate(reason);
+    }
+
+    /// Ends the connection: every stream reads EOF and refuses writes, pending opens and pings
+    /// fail, the incoming queue closes, and the tasks stop (the writer after flushing what is
+    /// queued).
+    pub fn terminate(&self, reason: &str) {
+        let mut st = self.lock();
+        if st.ended {
+            return;
+        }
+        tracing::debug!(role = ?self.role, reason, "SPDY session ended");
+        st.ended = true;
+        st.closing = true;
+        st.incoming = None;
+        st.pings.clear();
+        for entry in st.streams.values_mut() {
+            if let Some(tx) = entry.reply_tx.take() {
+                let _ = tx.send(Err(Error::SessionClosed));
+            }
+            entry.finish_remote();
+        }
+        drop(st);
+        self.ended.cancel();
+        self.space.notify_waiters();
+        self.changed.notify_waiters();
+        self.writer_progress.notify_waiters();
+    }
+}
