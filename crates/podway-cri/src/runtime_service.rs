@@ -1,0 +1,509 @@
+//! `runtime.v1.RuntimeService` over [`podway_runtime::Runtime`].
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use podway_runtime::{ContainerInfo, ContainerState, Runtime, SandboxState};
+use podway_stream::remotecommand::StreamOptions;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::error::{is_not_found, status};
+use crate::streaming::{StreamRequest, Streaming};
+
+/// Name reported by `Version`.
+const RUNTIME_NAME: &str = "podway";
+/// CRI API version served.
+const RUNTIME_API_VERSION: &str = "v1";
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// The RuntimeService: sandboxes, containers, exec/attach/port-forward URLs.
+pub(crate) struct CriRuntime {
+    runtime: Runtime,
+    streaming: Arc<Streaming>,
+}
+
+impl CriRuntime {
+    /// A service over `runtime` whose streaming URLs are served by `streaming`'s server.
+    pub(crate) fn new(runtime: Runtime, streaming: Arc<Streaming>) -> CriRuntime {
+        CriRuntime { runtime, streaming }
+    }
+
+    /// Image reference of a container: first repo digest of its image, else the image id.
+    fn image_ref(&self, info: &ContainerInfo) -> String {
+        let image = self.runtime.images().get(&info.image_id).ok().flatten();
+        convert::image_ref(&info.image_id, image.as_ref())
+    }
+
+    /// The container, which must be running (exec, attach).
+    async fn running_container(&self, id: &str) -> Result<ContainerInfo, Status> {
+        require("container_id", id)?;
+        let info = self.runtime.container(id).await.map_err(status)?;
+        if info.state != ContainerState::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is not running (state {:?})",
+                info.state
+            )));
+        }
+        Ok(info)
+    }
+}
+
+fn unimplemented(method: &str) -> Status {
+    Status::unimplemented(format!("{method} is not implemented by podway yet"))
+}
+
+fn require(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the stream flags of an exec/attach request as the kubelet's streaming library does.
+fn stream_options(
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> Result<StreamOptions, Status> {
+    if tty && stderr {
+        return Err(Status::invalid_argument(
+            "tty and stderr cannot both be true",
+        ));
+    }
+    if !(stdin || stdout || stderr) {
+        return Err(Status::invalid_argument(
+            "one of stdin, stdout, or stderr must be set",
+        ));
+    }
+    Ok(StreamOptions {
+        stdin,
+        stdout,
+        stderr,
+        tty,
+    })
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn condition(kind: &str) -> cri::RuntimeCondition {
+    cri::RuntimeCondition {
+        r#type: kind.to_owned(),
+        status: true,
+        reason: String::new(),
+        message: String::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl RuntimeService for CriRuntime {
+    async fn version(&self, _request: Request<cri::VersionRequest>) -> Reply<cri::VersionResponse> {
+        Ok(Response::new(cri::VersionResponse {
+            // The kubelet's API version field (0.1.0 for every CRI so far).
+            version: "0.1.0".to_owned(),
+            runtime_name: RUNTIME_NAME.to_owned(),
+            runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
+            runtime_api_version: RUNTIME_API_VERSION.to_owned(),
+        }))
+    }
+
+    async fn status(&self, _request: Request<cri::StatusRequest>) -> Reply<cri::StatusResponse> {
+        Ok(Response::new(cri::StatusResponse {
+            status: Some(cri::RuntimeStatus {
+                conditions: vec![condition("RuntimeReady"), condition("NetworkReady")],
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<cri::RunPodSandboxRequest>,
+    ) -> Reply<cri::RunPodSandboxResponse> {
+        let request = request.into_inner();
+        if !request.runtime_handler.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "runtime handler {:?} is not supported (podway has only the default one)",
+                request.runtime_handler
+            )));
+        }
+        let config = request
+            .config
+            .ok_or_else(|| Status::invalid_argument("RunPodSandbox needs a config"))?;
+        let spec = convert::sandbox_spec(config)?;
+        tracing::info!(pod = %format!("{}/{}", spec.namespace, spec.name), "running pod sandbox");
+        let info = self.runtime.run_sandbox(spec).await.map_err(status)?;
+        Ok(Response::new(cri::RunPodSandboxResponse {
+            pod_sandbox_id: info.id,
+        }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<cri::StopPodSandboxRequest>,
+    ) -> Reply<cri::StopPodSandboxResponse> {
+        let id = request.into_inner().pod_sandbox_id;
+        require("pod_sandbox_id", &id)?;
+        match self.runtime.stop_sandbox(&id).await {
+            // The CRI says StopPodSandbox must not fail once everything is reclaimed: a sandbox
+            // that is gone counts as stopped.
+            Err(err) if !is_not_found(&err) => Err(status(err)),
+            _ => Ok(Response::new(cri::StopPodSandboxResponse {})),
+        }
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<cri::RemovePodSandboxRequest>,
+    ) -> Reply<cri::RemovePodSandboxResponse> {
+        let id = request.into_inner().pod_sandbox_id;
+        require("pod_sandbox_id", &id)?;
+        match self.runtime.remove_sandbox(&id).await {
+            // As containerd: removing a sandbox that does not exist succeeds.
+            Err(err) if !is_not_found(&err) => Err(status(err)),
+            _ => Ok(Response::new(cri::RemovePodSandboxResponse {})),
+        }
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<cri::PodSandboxStatusRequest>,
+    ) -> Reply<cri::PodSandboxStatusResponse> {
+        let id = request.into_inner().pod_sandbox_id;
+        require("pod_sandbox_id", &id)?;
+        let info = self.runtime.sandbox(&id).await.map_err(status)?;
+        Ok(Response::new(cri::PodSandboxStatusResponse {
+            status: Some(convert::pod_sandbox_status(&info)),
+            timestamp: now_ns(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<cri::ListPodSandboxRequest>,
+    ) -> Reply<cri::ListPodSandboxResponse> {
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let items = self
+            .runtime
+            .list_sandboxes()
+            .await
+            .map_err(status)?
+            .iter()
+            .filter(|s| convert::sandbox_matches(&filter, s))
+            .map(convert::pod_sandbox)
+            .collect();
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
+    }
+
+    async fn create_container(
+        &self,
+        request: Request<cri::CreateContainerRequest>,
+    ) -> Reply<cri::CreateContainerResponse> {
+        let request = request.into_inner();
+        require("pod_sandbox_id", &request.pod_sandbox_id)?;
+        let config = request
+            .config
+            .ok_or_else(|| Status::invalid_argument("CreateContainer needs a config"))?;
+        let sandbox = self
+            .runtime
+            .sandbox(&request.pod_sandbox_id)
+            .await
+            .map_err(status)?;
+        // The log folder is the sandbox's own (as containerd); the request's copy of the sandbox
+        // config is only a fallback.
+        let log_directory = sandbox.spec.log_directory.or_else(|| {
+            request
+                .sandbox_config
+                .and_then(|c| convert::non_empty(c.log_directory))
+                .map(Into::into)
+        });
+        let spec = convert::container_spec(config, log_directory.as_deref())?;
+        tracing::info!(sandbox = %sandbox.id, container = %spec.name, "creating container");
+        let container_id = self
+            .runtime
+            .create_container(&sandbox.id, spec)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<cri::StartContainerRequest>,
+    ) -> Reply<cri::StartContainerResponse> {
+        let id = request.into_inner().container_id;
+        require("container_id", &id)?;
+        self.runtime.start_container(&id).await.map_err(status)?;
+        Ok(Response::new(cri::StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<cri::StopContainerRequest>,
+    ) -> Reply<cri::StopContainerResponse> {
+        let request = request.into_inner();
+        require("container_id", &request.container_id)?;
+        let grace = Duration::from_secs(u64::try_from(request.timeout).unwrap_or(0));
+        // Stopping a stopped container succeeds (the runtime is idempotent); an unknown one is
+        // NotFound, as containerd answers.
+        self.runtime
+            .stop_container(&request.container_id, grace)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<cri::RemoveContainerRequest>,
+    ) -> Reply<cri::RemoveContainerResponse> {
+        let id = request.into_inner().container_id;
+        require("container_id", &id)?;
+        match self.runtime.remove_container(&id).await {
+            // As containerd: removing a container that does not exist succeeds.
+            Err(err) if !is_not_found(&err) => Err(status(err)),
+            _ => Ok(Response::new(cri::RemoveContainerResponse {})),
+        }
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<cri::ListContainersRequest>,
+    ) -> Reply<cri::ListContainersResponse> {
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let containers = self
+            .runtime
+            .list_containers()
+            .await
+            .map_err(status)?
+            .iter()
+            .filter(|c| convert::container_matches(&filter, c))
+            .map(|c| convert::container(c, self.image_ref(c)))
+            .collect();
+        Ok(Response::new(cri::ListContainersResponse { containers }))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<cri::ContainerStatusRequest>,
+    ) -> Reply<cri::ContainerStatusResponse> {
+        let id = request.into_inner().container_id;
+        require("container_id", &id)?;
+        let info = self.runtime.container(&id).await.map_err(status)?;
+        Ok(Response::new(cri::ContainerStatusResponse {
+            status: Some(convert::container_status(&info, self.image_ref(&info))),
+            ..Default::default()
+        }))
+    }
+
+    async fn update_container_resources(
+        &self,
+        _request: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Reply<cri::UpdateContainerResourcesResponse> {
+        Err(unimplemented("UpdateContainerResources"))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _request: Request<cri::ReopenContainerLogRequest>,
+    ) -> Reply<cri::ReopenContainerLogResponse> {
+        Err(unimplemented("ReopenContainerLog"))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<cri::ExecSyncRequest>,
+    ) -> Reply<cri::ExecSyncResponse> {
+        let request = request.into_inner();
+        require("container_id", &request.container_id)?;
+        if request.cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd must not be empty"));
+        }
+        let timeout = u64::try_from(request.timeout)
+            .ok()
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs);
+        let output = self
+            .runtime
+            .exec_sync(&request.container_id, request.cmd, timeout)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: output.stdout,
+            stderr: output.stderr,
+            exit_code: output.exit_code,
+        }))
+    }
+
+    async fn exec(&self, request: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
+        let r = request.into_inner();
+        require("container_id", &r.container_id)?;
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd must not be empty"));
+        }
+        let options = stream_options(r.stdin, r.stdout, r.stderr, r.tty)?;
+        self.running_container(&r.container_id).await?;
+        let url = self.streaming.url_for(StreamRequest::Exec {
+            container_id: r.container_id,
+            cmd: r.cmd,
+            options,
+        })?;
+        Ok(Response::new(cri::ExecResponse { url }))
+    }
+
+    async fn attach(&self, request: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
+        let r = request.into_inner();
+        require("container_id", &r.container_id)?;
+        let options = stream_options(r.stdin, r.stdout, r.stderr, r.tty)?;
+        self.running_container(&r.container_id).await?;
+        let url = self.streaming.url_for(StreamRequest::Attach {
+            container_id: r.container_id,
+            options,
+        })?;
+        Ok(Response::new(cri::AttachResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<cri::PortForwardRequest>,
+    ) -> Reply<cri::PortForwardResponse> {
+        let r = request.into_inner();
+        require("pod_sandbox_id", &r.pod_sandbox_id)?;
+        let ports =
+            r.port
+                .iter()
+                .map(|&p| {
+                    u16::try_from(p).ok().filter(|&p| p > 0).ok_or_else(|| {
+                        Status::invalid_argument(format!("port {p} is not in 1..65535"))
+                    })
+                })
+                .collect::<Result<Vec<u16>, Status>>()?;
+        let sandbox = self
+            .runtime
+            .sandbox(&r.pod_sandbox_id)
+            .await
+            .map_err(status)?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let url = self.streaming.url_for(StreamRequest::PortForward {
+            sandbox_id: sandbox.id,
+            ports,
+        })?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
+    }
+
+    async fn container_stats(
+        &self,
+        _request: Request<cri::ContainerStatsRequest>,
+    ) -> Reply<cri::ContainerStatsResponse> {
+        Err(unimplemented("ContainerStats"))
+    }
+
+    async fn list_container_stats(
+        &self,
+        _request: Request<cri::ListContainerStatsRequest>,
+    ) -> Reply<cri::ListContainerStatsResponse> {
+        Err(unimplemented("ListContainerStats"))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _request: Request<cri::PodSandboxStatsRequest>,
+    ) -> Reply<cri::PodSandboxStatsResponse> {
+        Err(unimplemented("PodSandboxStats"))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _request: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Reply<cri::ListPodSandboxStatsResponse> {
+        Err(unimplemented("ListPodSandboxStats"))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        _request: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Reply<cri::UpdateRuntimeConfigResponse> {
+        // The kubelet sends the pod CIDR here; with loopback-only pods there is nothing to
+        // configure, and containerd also accepts it without a CNI change. Accept it.
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _request: Request<cri::CheckpointContainerRequest>,
+    ) -> Reply<cri::CheckpointContainerResponse> {
+        Err(unimplemented("CheckpointContainer"))
+    }
+
+    type GetContainerEventsStream =
+        tokio_stream::Empty<Result<cri::ContainerEventResponse, Status>>;
+
+    async fn get_container_events(
+        &self,
+        _request: Request<cri::GetEventsRequest>,
+    ) -> Reply<Self::GetContainerEventsStream> {
+        Err(unimplemented("GetContainerEvents"))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _request: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Reply<cri::ListMetricDescriptorsResponse> {
+        Err(unimplemented("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Reply<cri::ListPodSandboxMetricsResponse> {
+        Err(unimplemented("ListPodSandboxMetrics"))
+    }
+
+    async fn runtime_config(
+        &self,
+        _request: Request<cri::RuntimeConfigRequest>,
+    ) -> Reply<cri::RuntimeConfigResponse> {
+        Ok(Response::new(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+            }),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_flags_are_validated_like_the_kubelet() {
+        assert_eq!(
+            stream_options(false, true, true, true).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            stream_options(false, false, false, false)
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+        let opts = stream_options(true, true, false, true).unwrap();
+        assert!(opts.stdin && opts.stdout && !opts.stderr && opts.tty);
+    }
+}
