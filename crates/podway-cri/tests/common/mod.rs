@@ -1,0 +1,291 @@
+//! Test fixture: a real CRI daemon (podway runtime, runc) on a unix socket in a temp dir, with the
+//! demo busybox image imported, and a gRPC client connected through that socket.
+#![allow(dead_code)] // each test binary uses a different part of the fixture
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use podway_cri::{Config, RuntimeDaemon};
+use podway_runtime::RuntimeConfig;
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The image the tests run.
+pub const IMAGE: &str = "busybox:1.35";
+
+/// The `podway` binary (shim and pause): `PODWAY_BIN`, else `target/debug/podway` next to the
+/// test executable (`cargo build -p podway` first).
+fn podway_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PODWAY_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/TEST → target/debug/podway
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/debug/deps")
+        .join("podway");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p podway` or set PODWAY_BIN",
+        bin.display()
+    );
+    bin
+}
+
+fn oci_runtime() -> PathBuf {
+    [
+        "/usr/sbin/runc",
+        "/usr/bin/runc",
+        "/usr/local/sbin/runc",
+        "/usr/local/bin/runc",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("runc is installed")
+}
+
+/// The demo image archive, built once per test process with `scripts/demo-image.sh`.
+fn demo_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &ARCHIVE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let out = dir.path().join("demo.tar");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-image.sh");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("running scripts/demo-image.sh");
+            assert!(status.success(), "scripts/demo-image.sh failed: {status}");
+            (dir, out)
+        })
+        .1
+}
+
+/// A CRI client pair over a unix socket.
+#[derive(Clone)]
+pub struct Clients {
+    pub runtime: RuntimeServiceClient<Channel>,
+    pub images: ImageServiceClient<Channel>,
+}
+
+/// Connects to the CRI socket at `path`.
+pub async fn connect(path: &Path) -> Clients {
+    let path = path.to_path_buf();
+    let channel = Endpoint::try_from("http://[::]:50051")
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .expect("connecting to the CRI socket");
+    Clients {
+        runtime: RuntimeServiceClient::new(channel.clone()),
+        images: ImageServiceClient::new(channel),
+    }
+}
+
+/// A running daemon in its own temp dir; dropping it removes every sandbox it made and stops it.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub stream_addr: std::net::SocketAddr,
+    pub clients: Clients,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), podway_cri::Error>>>,
+}
+
+impl Daemon {
+    /// Starts a daemon with the demo image imported; `adjust` may change the config.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let archive = demo_archive();
+        podway_runtime::images::open_store(&data_dir)
+            .expect("opening the image store")
+            .import_archive(archive, Some(IMAGE))
+            .expect("importing the demo image");
+        let runtime = RuntimeConfig {
+            data_dir,
+            state_dir: dir.path().join("state"),
+            oci_runtime: oci_runtime(),
+            podway_bin: podway_bin(),
+        };
+        // A socket folder that does not exist yet: bind creates it.
+        let socket = dir.path().join("run/cri.sock");
+        let mut config = Config::new(socket.clone(), runtime);
+        adjust(&mut config);
+        let daemon = RuntimeDaemon::bind(config)
+            .await
+            .expect("binding the daemon");
+        let stream_addr = daemon.stream_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(daemon.run(shutdown.clone()));
+        let clients = connect(&socket).await;
+        Daemon {
+            dir,
+            socket,
+            stream_addr,
+            clients,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Starts a daemon with the default config.
+    pub async fn start() -> Daemon {
+        Daemon::start_with(|_| {}).await
+    }
+
+    /// Stops the daemon and waits until `run` returned.
+    pub async fn stop(mut self) -> Result<(), podway_cri::Error> {
+        self.cleanup();
+        self.shutdown.cancel();
+        let task = self.task.take().expect("daemon task");
+        task.await.expect("daemon task panicked")
+    }
+
+    /// Removes every sandbox through a fresh connection on a thread of its own (works from Drop,
+    /// also while a test unwinds).
+    fn cleanup(&self) {
+        let socket = self.socket.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            rt.block_on(async move {
+                let mut clients = connect(&socket).await;
+                let Ok(list) = clients
+                    .runtime
+                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                    .await
+                else {
+                    return;
+                };
+                for sandbox in list.into_inner().items {
+                    let id = sandbox.id;
+                    let _ = clients
+                        .runtime
+                        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = clients
+                        .runtime
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.cleanup();
+            self.shutdown.cancel();
+        }
+    }
+}
+
+/// A sandbox config for pod `name` in namespace `test`, logging under `log_dir`.
+pub fn sandbox_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.to_owned(),
+            uid: format!("uid-{name}"),
+            namespace: "test".to_owned(),
+            attempt: 0,
+        }),
+        hostname: name.to_owned(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        labels: [("app".to_owned(), name.to_owned())].into(),
+        ..Default::default()
+    }
+}
+
+/// A container config running `command` in the demo image, logging to `NAME/0.log`.
+pub fn container_config(name: &str, command: &[&str]) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.to_owned(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: IMAGE.to_owned(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        log_path: format!("{name}/0.log"),
+        labels: [("container".to_owned(), name.to_owned())].into(),
+        ..Default::default()
+    }
+}
+
+/// Runs a sandbox and one started container in it; returns (sandbox id, container id).
+pub async fn run_pod(
+    clients: &mut Clients,
+    name: &str,
+    log_dir: &Path,
+    command: &[&str],
+) -> (String, String) {
+    let sandbox = clients
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox_config(name, log_dir)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let container = clients
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container_config(name, command)),
+            sandbox_config: Some(sandbox_config(name, log_dir)),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    clients
+        .runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await
+        .expect("StartContainer");
+    (sandbox, container)
+}
+
+/// Waits (bounded) until `check` holds; panics with `what` otherwise.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting: {what}");
+}
