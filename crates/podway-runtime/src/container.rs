@@ -306,14 +306,15 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
     )
     .and_then(|words| {
         let num = |i: usize| words.get(i).and_then(|w| w.parse::<u32>().ok());
-        match (num(0), num(1)) {
-            (Some(pid), Some(shim)) => Ok((pid, shim)),
+        let started_at = words.get(2).and_then(|w| w.parse::<i64>().ok());
+        match (num(0), num(1), started_at) {
+            (Some(pid), Some(shim), Some(at)) => Ok((pid, shim, at)),
             _ => Err(Error::Command(format!("{what}: bad report {words:?}"))),
         }
     });
     match started {
-        Ok((pid, shim)) => {
-            record.started_at = now_nanos();
+        Ok((pid, shim, started_at)) => {
+            record.started_at = started_at;
             record.pid = pid;
             record.pid_start = crate::util::proc_start_time(pid).unwrap_or(0);
             record.shim_pid = shim;

@@ -275,9 +275,13 @@ impl ImageStore {
 
     /// Resolves an image for a container: its process defaults and unpacked layers.
     pub(crate) fn resolve(&self, reference: &str) -> Result<ResolvedImage> {
-        let image = self
-            .get(reference)?
-            .ok_or_else(|| Error::NotFound(format!("image {reference:?}")))?;
+        let image = self.get(reference)?.ok_or_else(|| {
+            let name = Reference::parse(reference)
+                .ok()
+                .and_then(|r| r.tagged())
+                .unwrap_or_else(|| reference.to_string());
+            Error::NotFound(format!("image {name:?}"))
+        })?;
         let manifest = image
             .repo_digests
             .first()

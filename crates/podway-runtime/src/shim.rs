@@ -2,7 +2,7 @@
 //!
 //! `podway shim --id ID --bundle DIR --runtime RUNC --root RUNC_ROOT [--log FILE]` forks; the
 //! parent exits at once and the child (new session, child subreaper) runs
-//! `RUNC run -d` with the container's stdout/stderr on pipes it owns, reports `ok PID SHIM_PID\n`
+//! `RUNC run -d` with the container's stdout/stderr on pipes it owns, reports `ok PID SHIM_PID STARTED_AT_NANOS\n`
 //! (or `error TEXT\n`) on its stdout, writes the output as CRI log records to FILE, waits for the
 //! container's exit and records it in `DIR/exit.json` once the output is drained.
 use std::ffi::OsString;
@@ -98,7 +98,8 @@ fn monitor(args: &Args) -> i32 {
             return 1;
         }
     };
-    report(&format!("ok {pid} {}\n", std::process::id()));
+    let started_at = crate::util::now_nanos();
+    report(&format!("ok {pid} {} {started_at}\n", std::process::id()));
 
     let sink: Arc<Mutex<Box<dyn Write + Send>>> =
         Arc::new(Mutex::new(open_log(args.log.as_deref())));

@@ -1,0 +1,639 @@
+//! Real containers through runc: needs root, runc, umoci, busybox-static and the `podway` binary
+//! (`cargo build -p podway`; or set `PODWAY_BIN`).
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use podway_runtime::{
+    ContainerSpec, ContainerState, Error, ProcessIo, Runtime, RuntimeConfig, SandboxSpec,
+    SandboxState, WindowSize,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The `podway` binary next to the test's target folder, or `PODWAY_BIN`.
+fn podway_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PODWAY_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // …/target/debug/deps/runtime-xxxx ⇒ …/target/debug/podway
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("podway"))
+        .unwrap_or_else(|| panic!("no target dir above {}", exe.display()));
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build -p podway` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A data dir, a state dir and a runtime over them; on drop kills and unmounts whatever the
+/// test left behind (containers, shims, pause processes, rootfs mounts, cgroups).
+struct Fixture {
+    tmp: tempfile::TempDir,
+    config: RuntimeConfig,
+    runtime: Option<Runtime>,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let config = RuntimeConfig {
+            data_dir: tmp.path().join("data"),
+            state_dir: tmp.path().join("state"),
+            oci_runtime: PathBuf::from("/usr/sbin/runc"),
+            podway_bin: podway_bin(),
+        };
+        let runtime = Runtime::open(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        Fixture {
+            tmp,
+            config,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn rt(&self) -> &Runtime {
+        self.runtime
+            .as_ref()
+            .unwrap_or_else(|| panic!("runtime closed"))
+    }
+
+    /// Builds the demo image with scripts/demo-image.sh and imports it as busybox:1.35.
+    fn import_demo(&self) -> podway_runtime::images::Image {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-image.sh");
+        let archive = self.tmp.path().join("demo.tar");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&archive)
+            .output()
+            .unwrap_or_else(|e| panic!("demo-image.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "demo-image.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.rt()
+            .images()
+            .import_archive(&archive, Some("busybox:1.35"))
+            .unwrap_or_else(|e| panic!("import: {e}"))
+    }
+
+    async fn sandbox(&self, name: &str) -> String {
+        let spec = SandboxSpec {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: format!("uid-{name}"),
+            hostname: format!("{name}-host"),
+            log_directory: Some(self.tmp.path().join("logs")),
+            ..SandboxSpec::default()
+        };
+        self.rt()
+            .run_sandbox(spec)
+            .await
+            .unwrap_or_else(|e| panic!("run_sandbox: {e}"))
+            .id
+    }
+
+    async fn container(&self, sandbox: &str, name: &str, cmd: &[&str]) -> String {
+        let spec = ContainerSpec {
+            name: name.into(),
+            image: "busybox:1.35".into(),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: Some(PathBuf::from(format!("{name}/0.log"))),
+            env: vec![("GREETING".into(), "hi there".into())],
+            ..ContainerSpec::default()
+        };
+        let id = self
+            .rt()
+            .create_container(sandbox, spec)
+            .await
+            .unwrap_or_else(|e| panic!("create_container: {e}"));
+        self.rt()
+            .start_container(&id)
+            .await
+            .unwrap_or_else(|e| panic!("start_container: {e}"));
+        id
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join("logs").join(name).join("0.log")
+    }
+}
+
+fn json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn pid_of(v: &serde_json::Value, key: &str) -> Option<i32> {
+    v.get(key)
+        .and_then(|p| p.as_i64())
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|&p| p > 0)
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.runtime = None;
+        let data = self.config.data_dir.clone();
+        let kill = |pid: i32| {
+            // SAFETY: kill(2) with a plain pid and signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        };
+        for entry in std::fs::read_dir(data.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Some(record) = json(&entry.path().join("container.json")) {
+                for key in ["pid", "shim_pid"] {
+                    if let Some(pid) = pid_of(&record, key) {
+                        kill(pid);
+                    }
+                }
+            }
+            let _ = std::process::Command::new(&self.config.oci_runtime)
+                .arg("--root")
+                .arg(self.config.state_dir.join("runc"))
+                .args(["delete", "--force", &id])
+                .output();
+            let _ = nix::mount::umount2(
+                &entry.path().join("rootfs"),
+                nix::mount::MntFlags::MNT_DETACH,
+            );
+            for h in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::remove_dir(h.path().join("podway").join(&id));
+            }
+        }
+        for entry in std::fs::read_dir(data.join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Some(pid) =
+                json(&entry.path().join("sandbox.json")).and_then(|r| pid_of(&r, "pid"))
+            {
+                kill(pid);
+            }
+        }
+    }
+}
+
+/// Polls `check` every 50 ms for up to 20 s (a liveness bound, not a timing assertion).
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(v) = check() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn mounted(path: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.display().to_string();
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn imports_the_demo_image() {
+    let f = Fixture::new().await;
+    let image = f.import_demo();
+    assert_eq!(image.repo_tags, ["docker.io/library/busybox:1.35"]);
+    assert!(image.id.starts_with("sha256:"));
+    assert!(image.repo_digests[0].starts_with("docker.io/library/busybox@sha256:"));
+    let images = f.rt().images();
+    let by_id = images.get(&image.id).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_id.map(|i| i.id), Some(image.id.clone()));
+    let by_digest = images
+        .get(&image.repo_digests[0])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(by_digest.is_some());
+    assert!(
+        images
+            .get("busybox")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    // A second store over the same folder (another process) sees it.
+    let other =
+        podway_runtime::images::open_store(&f.config.data_dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(other.list().unwrap_or_else(|e| panic!("{e}")).len(), 1);
+    // The layer is unpacked with its busybox.
+    let snapshots = std::fs::read_dir(f.config.data_dir.join("snapshots"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .filter(|e| e.path().join("bin/busybox").is_file())
+        .count();
+    assert_eq!(snapshots, 1);
+    images
+        .remove("busybox:1.35")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(images.list().unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
+
+#[tokio::test]
+async fn pod_with_logs_exec_port_forward_and_cleanup() {
+    let mut f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("web").await;
+    let info = f
+        .rt()
+        .sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.state, SandboxState::Ready);
+    let pause_pid = info.pid;
+
+    let id = f
+        .container(
+            &sandbox,
+            "main",
+            &["sh", "-c", "echo hello; echo oops >&2; sleep 1000"],
+        )
+        .await;
+    let c = f
+        .rt()
+        .container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.state, ContainerState::Running);
+    assert!(c.image_id.starts_with("sha256:"));
+
+    // CRI log lines for both streams.
+    let log = f.log_path("main");
+    let text = eventually("both log lines", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.contains(" stdout F hello\n") && text.contains(" stderr F oops\n")).then_some(text)
+    })
+    .await;
+    for line in text.lines() {
+        let ts = line.split(' ').next().unwrap_or("");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+            "bad timestamp in {line:?}"
+        );
+    }
+
+    // exec_sync: stdout, stderr, exit code; env, hostname and cwd from the container.
+    let rt = f.rt().clone();
+    let out = rt
+        .exec_sync(
+            &id,
+            strings(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec_sync: {e}"));
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice(), out.exit_code),
+        (&b"out\n"[..], &b"err\n"[..], 3)
+    );
+    let out = rt
+        .exec_sync(
+            &id,
+            strings(&["sh", "-c", "echo $GREETING; hostname; pwd"]),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec_sync: {e}"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi there\nweb-host\n/\n"
+    );
+
+    // exec_sync's timeout kills the process.
+    let out = rt
+        .exec_sync(
+            &id,
+            strings(&["sleep", "1000"]),
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec_sync: {e}"));
+    assert_eq!(out.exit_code, -1);
+
+    // exec with stdin: cat echoes until EOF.
+    let (mut client_in, exec_in) = tokio::io::duplex(1 << 16);
+    let (exec_out, mut client_out) = tokio::io::duplex(1 << 20);
+    let io = ProcessIo {
+        stdin: Some(Box::new(exec_in)),
+        stdout: Some(Box::new(exec_out)),
+        ..ProcessIo::default()
+    };
+    let exec = tokio::spawn({
+        let rt = rt.clone();
+        let id = id.clone();
+        async move { rt.exec(&id, strings(&["cat"]), false, io).await }
+    });
+    client_in
+        .write_all(b"ping through stdin\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(client_in);
+    let code = exec
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let mut echoed = String::new();
+    client_out
+        .read_to_string(&mut echoed)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((code, echoed.as_str()), (0, "ping through stdin\n"));
+
+    // port-forward to busybox httpd listening on the pod's loopback.
+    let out = rt
+        .exec_sync(
+            &id,
+            strings(&["httpd", "-p", "127.0.0.1:8080", "-h", "/var/www"]),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("httpd: {e}"));
+    assert_eq!(
+        out.exit_code,
+        0,
+        "httpd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut conn = None;
+    for _ in 0..200 {
+        if let Ok(c) = rt.port_forward(&sandbox, 8080).await {
+            conn = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = conn.unwrap_or_else(|| panic!("httpd never listened"));
+    conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut response = String::new();
+    conn.read_to_string(&mut response)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        response.starts_with("HTTP/1.") && response[8..].starts_with(" 200 "),
+        "{response}"
+    );
+    assert!(response.ends_with("hello from podway\n"), "{response}");
+    let err = rt
+        .port_forward(&sandbox, 9)
+        .await
+        .map(|_| ())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with(&format!(
+            "failed to connect to localhost:9 inside the network namespace of sandbox {sandbox}: "
+        )),
+        "{err}"
+    );
+
+    // A reopened runtime (as after a restart) still sees the running container.
+    drop(rt);
+    f.runtime = None;
+    f.runtime = Some(
+        Runtime::open(f.config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("reopen: {e}")),
+    );
+    let c = f
+        .rt()
+        .container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.state, ContainerState::Running);
+    let out = f
+        .rt()
+        .exec_sync(&id, strings(&["echo", "still"]), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.stdout, b"still\n");
+
+    // Stop: sh as pid 1 ignores SIGTERM, so SIGKILL after the grace.
+    f.rt()
+        .stop_container(&id, Duration::from_millis(200))
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    let c = f
+        .rt()
+        .container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (c.state, c.exit_code, c.reason.as_str()),
+        (ContainerState::Exited, 137, "Error")
+    );
+    assert!(!alive(c.pid) || c.pid == 0);
+    let err = f.rt().exec_sync(&id, strings(&["true"]), None).await.err();
+    assert!(
+        matches!(&err, Some(Error::FailedPrecondition(m)) if m == &format!("container {id} is not running")),
+        "{err:?}"
+    );
+
+    // Remove: no mount, no cgroup, no folder, no processes.
+    let bundle = f.config.data_dir.join("containers").join(&id);
+    let record = json(&bundle.join("container.json")).unwrap_or_default();
+    f.rt()
+        .remove_container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("remove: {e}"));
+    assert!(!mounted(&bundle.join("rootfs")));
+    assert!(!bundle.exists());
+    assert!(!Path::new(&format!("/sys/fs/cgroup/memory/podway/{id}")).exists());
+    for key in ["pid", "shim_pid"] {
+        let pid = pid_of(&record, key).unwrap_or(0);
+        assert!(pid == 0 || !alive(pid as u32), "{key} {pid} still runs");
+    }
+    assert!(f.rt().container(&id).await.is_err());
+    f.rt()
+        .remove_container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("idempotent remove: {e}"));
+
+    f.rt()
+        .stop_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        f.rt().sandbox(&sandbox).await.map(|s| s.state).ok(),
+        Some(SandboxState::NotReady)
+    );
+    assert!(!alive(pause_pid));
+    f.rt()
+        .remove_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        f.rt()
+            .list_sandboxes()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    assert!(!f.config.data_dir.join("sandboxes").join(&sandbox).exists());
+}
+
+#[tokio::test]
+async fn exits_errors_and_sandbox_removal() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("batch").await;
+
+    // A missing image: named error, nothing left behind.
+    let spec = ContainerSpec {
+        name: "x".into(),
+        image: "nope:1".into(),
+        ..ContainerSpec::default()
+    };
+    let err = f
+        .rt()
+        .create_container(&sandbox, spec)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("image \"docker.io/library/nope:1\" not found")
+    );
+    let left = std::fs::read_dir(f.config.data_dir.join("containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+
+    // A container that finishes: exit code, reason, final unterminated output as P.
+    let id = f
+        .container(&sandbox, "once", &["sh", "-c", "echo done; printf tail"])
+        .await;
+    let c = eventually("the container to exit", || {
+        let c = futures_lite_block(f.rt().container(&id))?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await;
+    assert_eq!((c.exit_code, c.reason.as_str()), (0, "Completed"));
+    assert!(c.finished_at >= c.started_at && c.started_at > 0);
+    let log = std::fs::read_to_string(f.log_path("once")).unwrap_or_default();
+    let records: Vec<&str> = log
+        .lines()
+        .map(|l| l.split_once(' ').map_or("", |(_, r)| r))
+        .collect();
+    assert_eq!(records, ["stdout F done", "stdout P tail"]);
+
+    // A running one, and a tty exec with a resize.
+    let running = f.container(&sandbox, "tty", &["sleep", "1000"]).await;
+    let (mut client_in, exec_in) = tokio::io::duplex(1 << 16);
+    let (exec_out, mut client_out) = tokio::io::duplex(1 << 20);
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    let io = ProcessIo {
+        stdin: Some(Box::new(exec_in)),
+        stdout: Some(Box::new(exec_out)),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    let rt = f.rt().clone();
+    let exec = tokio::spawn({
+        let running = running.clone();
+        async move {
+            rt.exec(
+                &running,
+                strings(&["sh", "-c", "test -t 0 && echo on-tty; read x; stty size"]),
+                true,
+                io,
+            )
+            .await
+        }
+    });
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("on-tty") {
+        let n = client_out
+            .read(&mut buf)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            n > 0,
+            "tty output ended early: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    resize_tx
+        .send(WindowSize {
+            cols: 100,
+            rows: 40,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client_in
+        .write_all(b"go\r")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let code = exec
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("tty exec: {e}"));
+    client_out
+        .read_to_end(&mut seen)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = String::from_utf8_lossy(&seen);
+    assert_eq!(code, 0, "{seen}");
+    assert!(seen.contains("40 100"), "{seen:?}");
+
+    // Removing the sandbox removes its containers and stops everything.
+    let pause = f.rt().sandbox(&sandbox).await.map(|s| s.pid).unwrap_or(0);
+    let pid = f.rt().container(&running).await.map(|c| c.pid).unwrap_or(0);
+    f.rt()
+        .remove_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        f.rt()
+            .list_containers()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    assert!(!alive(pause) && !alive(pid));
+    assert!(!Path::new(&format!("/sys/fs/cgroup/memory/podway/{running}")).exists());
+    let err = f.rt().run_sandbox(SandboxSpec::default()).await.err();
+    assert!(matches!(err, Some(Error::InvalidArgument(_))));
+}
+
+/// Polls a ready-soon future once from a sync closure (the runtime's getters do no awaiting).
+fn futures_lite_block<T>(
+    fut: impl std::future::Future<Output = podway_runtime::Result<T>>,
+) -> Option<T> {
+    futures::executor::block_on(fut).ok()
+}
