@@ -12,6 +12,9 @@ pub enum Error {
     /// The WebSocket layer failed.
     #[error("WebSocket error: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The SPDY layer failed.
+    #[error("SPDY error: {0}")]
+    Spdy(#[from] spdy::Error),
     /// The peer broke the streaming protocol.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod remotecommand;
 mod query;
 mod resize;
+mod spdy_conn;
 pub mod status;
 pub mod ws;
 

@@ -73,6 +73,8 @@ where
         for h in [header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::CONNECTION, header::UPGRADE] {
             headers.remove(h);
         }
+        // Like Go's proxy: answer, then close the client connection too.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         *resp.headers_mut() = headers;
         return resp;
     }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use crate::negotiate::{self, Transport, text_response};
 use crate::{Body, query};
 
-mod spdy;
+mod spdy_server;
 mod ws;
 
 /// Which standard streams the session carries (from the CRI request or the kubelet query).
@@ -83,7 +83,7 @@ where
     let command = query::values(req.uri().query(), "command");
     match negotiate::transport(req.headers()) {
         Some(Transport::WebSocket) => ws::serve(req, options, command, handler),
-        Some(Transport::Spdy) => spdy::serve(req, options, command, handler),
+        Some(Transport::Spdy) => spdy_server::serve(req, options, command, handler),
         None => negotiate::missing_upgrade_headers(req.headers()),
     }
 }

@@ -63,3 +63,15 @@ async fn kubectl_1_32_exec_websocket_v5() {
     let records = exit_code_and_streams(32, false).await;
     assert!(records.iter().all(|r| r == "exec websocket v5.channel.k8s.io"), "{records:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_32_exec_spdy_fallback_off() {
+    let records = exit_code_and_streams(32, true).await;
+    assert!(records.iter().all(|r| r.starts_with("exec spdy v5.channel.k8s.io,v4.channel.k8s.io")), "{records:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_28_exec_spdy() {
+    let records = exit_code_and_streams(28, false).await;
+    assert!(records.iter().all(|r| r.starts_with("exec spdy v4.channel.k8s.io")), "{records:?}");
+}

@@ -40,6 +40,16 @@ fn init_tracing() {
 
 impl FakeApi {
     pub async fn start() -> FakeApi {
+        FakeApi::start_with(None).await
+    }
+
+    /// A front server whose exec/portforward requests go through `proxy::upgrade_proxy` to the
+    /// server on `backend` (another `FakeApi`).
+    pub async fn start_proxy(backend: u16) -> FakeApi {
+        FakeApi::start_with(Some(backend)).await
+    }
+
+    async fn start_with(backend: Option<u16>) -> FakeApi {
         init_tracing();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -52,7 +62,13 @@ impl FakeApi {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let log = log.clone();
-                        async move { Ok::<_, Infallible>(route(req, port, log).await) }
+                        async move {
+                            let streaming = req.uri().path().ends_with("/exec") || req.uri().path().ends_with("/portforward");
+                            match backend {
+                                Some(b) if streaming => Ok::<_, Infallible>(proxy_to(req, b, log).await),
+                                _ => Ok::<_, Infallible>(route(req, port, log).await),
+                            }
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc)
@@ -129,6 +145,26 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn proxy_to(req: Request<Incoming>, backend: u16, log: Arc<Mutex<Vec<String>>>) -> Response<Body> {
+    if let Ok(mut l) = log.lock() {
+        l.push(format!("proxied {}", req.uri().path()));
+    }
+    let target: http::Uri = format!(
+        "http://127.0.0.1:{backend}{}",
+        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    )
+    .parse()
+    .expect("target uri");
+    match tokio::net::TcpStream::connect(("127.0.0.1", backend)).await {
+        Ok(tcp) => podway_stream::proxy::upgrade_proxy(req, tcp, target).await,
+        Err(e) => {
+            let mut r = Response::new(Body::new(Bytes::from(e.to_string())));
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            r
+        }
+    }
 }
 
 fn describe(req: &Request<Incoming>, what: &str) -> String {
