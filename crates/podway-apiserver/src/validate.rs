@@ -1,0 +1,269 @@
+//! Defaulting and validation on create and update, per kind.
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Cause};
+use crate::object::{child, default, name};
+use crate::resource::Kind;
+
+/// Fills the defaults the Kubernetes API server sets on `obj` (create and update).
+pub(crate) fn apply_defaults(kind: Kind, obj: &mut Value) {
+    match kind {
+        Kind::Pod => pod_defaults(obj),
+        Kind::Namespace => {
+            let n = name(obj).to_string();
+            let labels = child(child_value(obj, "metadata"), "labels");
+            labels.insert("kubernetes.io/metadata.name".into(), Value::String(n));
+            default(child(obj, "status"), "phase", json!("Active"));
+        }
+        Kind::Node => {}
+    }
+}
+
+fn child_value<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
+    child(obj, key);
+    &mut obj[key]
+}
+
+fn pod_defaults(pod: &mut Value) {
+    let spec = child(pod, "spec");
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "securityContext", json!({}));
+    default(spec, "enableServiceLinks", json!(true));
+    default(spec, "priority", json!(0));
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        if let Some(Value::Array(containers)) = spec.get_mut(list) {
+            for c in containers.iter_mut().filter(|c| c.is_object()) {
+                container_defaults(c);
+            }
+        }
+    }
+    let best_effort = ["initContainers", "containers"].iter().all(|list| {
+        spec.get(*list)
+            .and_then(Value::as_array)
+            .is_none_or(|cs| cs.iter().all(no_resources))
+    });
+    let status = child(pod, "status");
+    default(status, "phase", json!("Pending"));
+    let qos = if best_effort {
+        "BestEffort"
+    } else {
+        "Burstable"
+    };
+    default(status, "qosClass", json!(qos));
+}
+
+fn no_resources(c: &Value) -> bool {
+    ["requests", "limits"].iter().all(|k| {
+        c.get("resources")
+            .and_then(|r| r.get(*k))
+            .and_then(Value::as_object)
+            .is_none_or(|m| m.is_empty())
+    })
+}
+
+fn container_defaults(c: &mut Value) {
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+    let policy = if image_tag_is_latest(image) {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
+    let Some(map) = c.as_object_mut() else { return };
+    default(map, "imagePullPolicy", json!(policy));
+    default(map, "terminationMessagePath", json!("/dev/termination-log"));
+    default(map, "terminationMessagePolicy", json!("File"));
+    default(map, "resources", json!({}));
+    if let Some(Value::Array(ports)) = map.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// `:latest` or no tag (digests are pinned, never "latest").
+fn image_tag_is_latest(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        None => true,
+        Some((_, tag)) => tag == "latest",
+    }
+}
+
+/// Validates `obj`; a 422 naming the fields otherwise.
+pub(crate) fn validate(kind: Kind, obj: &Value) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    let n = name(obj);
+    if n.is_empty() {
+        causes.push(required("metadata.name"));
+    } else {
+        let ok = match kind {
+            Kind::Namespace => is_dns_label(n),
+            _ => is_dns_subdomain(n),
+        };
+        if !ok {
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                field: "metadata.name".into(),
+                message: format!(
+                    "Invalid value: {n:?}: a lowercase RFC 1123 {} must consist of lower case \
+                     alphanumeric characters, '-' or '.', and must start and end with an \
+                     alphanumeric character",
+                    if kind == Kind::Namespace {
+                        "label"
+                    } else {
+                        "subdomain"
+                    }
+                ),
+            });
+        }
+    }
+    if kind == Kind::Pod {
+        validate_pod(obj, &mut causes);
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(kind.kind(), n, causes))
+    }
+}
+
+fn required(field: &str) -> Cause {
+    Cause {
+        reason: "FieldValueRequired",
+        field: field.into(),
+        message: "Required value".into(),
+    }
+}
+
+fn validate_pod(pod: &Value, causes: &mut Vec<Cause>) {
+    let spec = pod.get("spec");
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
+    match containers {
+        None => causes.push(required("spec.containers")),
+        Some(cs) if cs.is_empty() => causes.push(required("spec.containers")),
+        Some(_) => {}
+    }
+    let mut seen = std::collections::HashSet::new();
+    for list in ["initContainers", "containers"] {
+        let items = spec
+            .and_then(|s| s.get(list))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (i, c) in items.iter().enumerate() {
+            let at = format!("spec.{list}[{i}]");
+            match c.get("name").and_then(Value::as_str) {
+                None | Some("") => causes.push(required(&format!("{at}.name"))),
+                Some(n) if !is_dns_label(n) => causes.push(Cause {
+                    reason: "FieldValueInvalid",
+                    field: format!("{at}.name"),
+                    message: format!("Invalid value: {n:?}: must be a lowercase RFC 1123 label"),
+                }),
+                Some(n) if !seen.insert(n.to_string()) => causes.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    field: format!("{at}.name"),
+                    message: format!("Duplicate value: {n:?}"),
+                }),
+                Some(_) => {}
+            }
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                causes.push(required(&format!("{at}.image")));
+            }
+            let ports = c.get("ports").and_then(Value::as_array);
+            for (j, p) in ports.into_iter().flatten().enumerate() {
+                let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                if !(1..=65535).contains(&port) {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid",
+                        field: format!("{at}.ports[{j}].containerPort"),
+                        message: format!(
+                            "Invalid value: {port}: must be between 1 and 65535, inclusive"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let policy = spec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str);
+    if let Some(p) = policy.filter(|p| !["Always", "OnFailure", "Never"].contains(p)) {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.restartPolicy".into(),
+            message: format!(
+                "Unsupported value: {p:?}: supported values: \"Always\", \"OnFailure\", \"Never\""
+            ),
+        });
+    }
+}
+
+/// RFC 1123 label: lower-case alphanumerics and '-', ≤ 63, alphanumeric at both ends.
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain: dot-separated labels, ≤ 253.
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Checks that the body decodes as the typed object (a 400 like Kubernetes' decode errors).
+pub(crate) fn check_types(kind: Kind, obj: &Value) -> Result<(), ApiError> {
+    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    let result = match kind {
+        Kind::Pod => serde_json::from_value::<Pod>(obj.clone()).map(drop),
+        Kind::Node => serde_json::from_value::<Node>(obj.clone()).map(drop),
+        Kind::Namespace => serde_json::from_value::<Namespace>(obj.clone()).map(drop),
+    };
+    result.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{k} in version \"v1\" cannot be handled as a {k}: {e}",
+            k = kind.kind()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_follows_the_tag() {
+        assert!(image_tag_is_latest("busybox"));
+        assert!(image_tag_is_latest("docker.io/library/busybox:latest"));
+        assert!(image_tag_is_latest("localhost:5000/busybox"));
+        assert!(!image_tag_is_latest("busybox:1.36"));
+        assert!(!image_tag_is_latest("busybox@sha256:abc"));
+    }
+
+    #[test]
+    fn pod_without_image_is_invalid() {
+        let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "main"}]}});
+        let err = validate(Kind::Pod, &pod).err();
+        assert_eq!(
+            err.map(|e| (e.code, e.message)),
+            Some((
+                422,
+                "Pod \"web\" is invalid: spec.containers[0].image: Required value".into()
+            ))
+        );
+    }
+}

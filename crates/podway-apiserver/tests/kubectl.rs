@@ -1,0 +1,431 @@
+//! Drives the API server with the real kubectl 1.32 (over HTTPS with client certificates).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use podway_apiserver::{ApiServer, Config, pki};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+
+/// Upper bound for one kubectl call (a hang is a failure, not a timing assertion).
+const CALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// A running API server on 127.0.0.1:0 with its own data dir; stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    node_kubeconfig: PathBuf,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.task.abort();
+    }
+}
+
+struct Output {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        // Certificates first (port unknown yet), then again to write kubeconfigs with the port.
+        let first = pki::ensure(&data, "n1", 0).expect("pki");
+        let config = Config {
+            data_dir: data.clone(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            pki: first,
+            kubelet_port: 10250,
+        };
+        let server = ApiServer::bind(config).await.expect("bind");
+        let port = server.local_addr().port();
+        let pki = pki::ensure(&data, "n1", port).expect("pki with port");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run(token).await {
+                eprintln!("server failed: {e}");
+            }
+        });
+        Cluster {
+            kubeconfig: pki.admin_kubeconfig,
+            node_kubeconfig: pki.node_kubeconfig,
+            dir,
+            shutdown,
+            task,
+        }
+    }
+
+    fn command(&self, kubeconfig: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let out = tokio::time::timeout(CALL_LIMIT, self.command(kubeconfig, args).output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} hung"))
+            .expect("run kubectl");
+        Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn kubectl(&self, args: &[&str]) -> Output {
+        self.run_as(&self.kubeconfig, args).await
+    }
+
+    /// Runs kubectl and expects success; returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args).await;
+        assert!(
+            out.ok,
+            "kubectl {args:?} failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        out.stdout
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write manifest");
+        path.display().to_string()
+    }
+}
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: demo
+spec:
+  containers:
+  - name: main
+    image: busybox:1.36
+    command: [sleep, '3600']
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_manages_pods_and_namespaces() {
+    let c = Cluster::start().await;
+
+    let version = c.ok(&["version", "-o", "json"]).await;
+    assert!(version.contains("\"gitVersion\": \"v1.32.0\""), "{version}");
+
+    let pod = c.write("pod.yaml", POD);
+    assert_eq!(c.ok(&["apply", "-f", &pod]).await.trim(), "pod/web created");
+
+    let table = c.ok(&["get", "pods"]).await;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..4], ["web", "0/1", "Pending", "0"]);
+
+    let wide = c.ok(&["get", "pods", "-o", "wide"]).await;
+    assert!(
+        wide.lines()
+            .next()
+            .is_some_and(|h| h.contains("IP") && h.contains("NODE")),
+        "{wide}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "pod", "web", "-o", "json"]).await).expect("pod json");
+    assert_eq!(json["status"]["phase"], "Pending");
+    assert_eq!(json["spec"]["restartPolicy"], "Always");
+    assert_eq!(json["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(
+        json["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(json["metadata"]["namespace"], "default");
+    assert!(
+        json["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty())
+    );
+    assert!(
+        json["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+
+    // apply of a changed manifest goes through a strategic merge patch.
+    let changed = c.write("pod2.yaml", &POD.replace("app: demo", "app: demo2"));
+    assert_eq!(
+        c.ok(&["apply", "-f", &changed]).await.trim(),
+        "pod/web configured"
+    );
+    let app = c
+        .ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.labels.app}"])
+        .await;
+    assert_eq!(app, "demo2");
+
+    // get -w: the initial row, then a row for the change.
+    let mut watch = c
+        .command(
+            &c.kubeconfig,
+            &["get", "pods", "-w", "--output-watch-events"],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn get -w");
+    let mut out = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = out.next_line().await {
+            seen.push(line);
+            if seen.len() == 2 {
+                assert_eq!(
+                    c.ok(&[
+                        "patch",
+                        "pod",
+                        "web",
+                        "--type=merge",
+                        "-p",
+                        r#"{"metadata":{"labels":{"tier":"fe"}}}"#
+                    ])
+                    .await
+                    .trim(),
+                    "pod/web patched"
+                );
+            }
+            if seen.len() == 3 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(CALL_LIMIT, read)
+        .await
+        .expect("watch output");
+    let _ = watch.kill().await;
+    assert!(
+        seen[0]
+            .split_whitespace()
+            .eq(["EVENT", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].starts_with("ADDED") && seen[1].contains("web"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[2].starts_with("MODIFIED") && seen[2].contains("web"),
+        "{seen:?}"
+    );
+
+    // Validation errors name the field.
+    let bad = c.write(
+        "bad.yaml",
+        &POD.replace("name: web", "name: bad")
+            .replace("    image: busybox:1.36\n", ""),
+    );
+    let out = c.kubectl(&["apply", "-f", &bad]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("spec.containers[0].image: Required value"),
+        "{}",
+        out.stderr
+    );
+
+    // An unscheduled pod is deleted at once.
+    assert_eq!(
+        c.ok(&["delete", "pod", "web"]).await.trim(),
+        "pod \"web\" deleted"
+    );
+    let out = c.kubectl(&["get", "pod", "web"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("pods \"web\" not found"),
+        "{}",
+        out.stderr
+    );
+
+    assert_eq!(
+        c.ok(&["create", "namespace", "team"]).await.trim(),
+        "namespace/team created"
+    );
+    let ns = c.ok(&["get", "namespaces"]).await;
+    assert!(
+        ns.lines()
+            .any(|l| l.split_whitespace().take(2).eq(["team", "Active"])),
+        "{ns}"
+    );
+    assert!(ns.lines().any(|l| l.starts_with("kube-system")), "{ns}");
+    let out = c.kubectl(&["create", "namespace", "team"]).await;
+    assert!(
+        out.stderr.contains("namespaces \"team\" already exists"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        c.ok(&["delete", "namespace", "team"]).await.trim(),
+        "namespace \"team\" deleted"
+    );
+}
+
+const NODE: &str = r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_scheduled_to_ready_nodes_and_deleted_gracefully() {
+    let c = Cluster::start().await;
+    let pod = c.write("pod.yaml", POD);
+    c.ok(&["apply", "-f", &pod]).await;
+
+    // Logs of an unscheduled pod are empty; exec needs a host.
+    assert_eq!(c.ok(&["logs", "web"]).await, "");
+    let out = c.kubectl(&["exec", "web", "--", "true"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("pod web does not have a host assigned"),
+        "{}",
+        out.stderr
+    );
+
+    let node = c.write("node.json", NODE);
+    assert_eq!(
+        c.ok(&["create", "-f", &node]).await.trim(),
+        "node/n1 created"
+    );
+    let nodes = c.ok(&["get", "nodes"]).await;
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["n1", "Unknown"])),
+        "{nodes}"
+    );
+    let phase = c
+        .ok(&["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"])
+        .await;
+    assert_eq!(phase, "", "no Ready node yet");
+
+    // The node reports Ready through the status subresource, as the node agent does.
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady"}],
+        "addresses":[{"type":"InternalIP","address":"127.0.0.1"}],
+        "daemonEndpoints":{"kubeletEndpoint":{"Port":1}}}}"#;
+    let out = c
+        .run_as(
+            &c.node_kubeconfig,
+            &[
+                "patch",
+                "node",
+                "n1",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status,
+            ],
+        )
+        .await;
+    assert!(out.ok, "{}", out.stderr);
+    let nodes = c.ok(&["get", "nodes"]).await;
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["n1", "Ready"])),
+        "{nodes}"
+    );
+
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.spec.nodeName}=n1",
+        "pod/web",
+        "--timeout=60s",
+    ])
+    .await;
+
+    // Streaming now reaches for the kubelet (nothing listens on port 1: a dial error).
+    let out = c.kubectl(&["logs", "web"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("error dialing kubelet of node n1"),
+        "{}",
+        out.stderr
+    );
+
+    // Deleting a scheduled pod only marks it until the node confirms with grace 0.
+    c.ok(&["delete", "pod", "web", "--wait=false"]).await;
+    let ts = c
+        .ok(&[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .await;
+    assert!(!ts.is_empty());
+    let table = c.ok(&["get", "pods"]).await;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("web") && l.contains("Terminating")),
+        "{table}"
+    );
+    let out = c
+        .run_as(
+            &c.node_kubeconfig,
+            &["delete", "pod", "web", "--grace-period=0", "--force"],
+        )
+        .await;
+    assert!(out.ok, "{}", out.stderr);
+    let out = c.kubectl(&["get", "pod", "web"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("pods \"web\" not found"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_client_certificate_are_unauthorized() {
+    let c = Cluster::start().await;
+    let config = std::fs::read_to_string(&c.kubeconfig).expect("kubeconfig");
+    // No client certificate; a token the server does not accept (kubectl would otherwise prompt).
+    let anonymous: String = config
+        .lines()
+        .filter(|l| !l.contains("client-key-data"))
+        .map(|l| match l.split_once("client-certificate-data") {
+            Some((indent, _)) => format!("{indent}token: not-a-valid-token\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let path = PathBuf::from(c.write("anon.kubeconfig", &anonymous));
+    let out = c.run_as(&path, &["get", "--raw", "/version"]).await;
+    assert!(out.ok && out.stdout.contains("v1.32.0"), "{}", out.stderr);
+    let out = c
+        .run_as(&path, &["get", "--raw", "/api/v1/namespaces"])
+        .await;
+    assert!(
+        !out.ok && out.stderr.contains("Unauthorized"),
+        "{}",
+        out.stderr
+    );
+}
