@@ -509,3 +509,109 @@ async fn runs_reports_serves_logs_and_deletes_pods() {
     agent.await.expect("agent task").expect("agent run");
     assert_eq!(cluster.sandboxes().await, 0);
 }
+
+impl Cluster {
+    /// Runs kubectl 1.32 against the API server with the admin kubeconfig (blocking: call it
+    /// through `spawn_blocking`).
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.32")
+            .arg("--kubeconfig")
+            .arg(&self.pki.admin_kubeconfig)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env("KUBECACHEDIR", self.dir.path().join("kube-cache"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running kubectl 1.32")
+    }
+}
+
+async fn phase_of(pods: &Api<Pod>, name: &str) -> Option<String> {
+    pods.get(name).await.ok()?.status?.phase
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarts_follows_logs_execs_and_reports_image_errors() {
+    let cluster = Cluster::start().await;
+    let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
+
+    // A crashing container is restarted; its previous log stays readable.
+    pods.create(&PostParams::default(), &pod("crash", "Always", "echo attempt; exit 1"))
+        .await
+        .expect("create crash");
+    let cs = wait_for("crash to be restarted", Duration::from_secs(90), || async {
+        let p = pods.get("crash").await.ok()?;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        (cs.restart_count >= 1 && cs.last_state.as_ref()?.terminated.is_some()).then_some(cs)
+    })
+    .await;
+    let last = cs.last_state.and_then(|s| s.terminated).expect("last state");
+    assert_eq!(last.exit_code, 1);
+    let (code, body) = cluster.agent_get("/containerLogs/default/crash/main?previous=true", true).await;
+    assert_eq!((code, body.as_str()), (200, "attempt\n"));
+    let crash_loop = wait_for("crash to be backing off", Duration::from_secs(90), || async {
+        let p = pods.get("crash").await.ok()?;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        let waiting = cs.state?.waiting?;
+        (waiting.reason.as_deref() == Some("CrashLoopBackOff")).then_some(waiting)
+    })
+    .await;
+    assert!(crash_loop.message.is_some_and(|m| m.contains("back-off")));
+    assert_eq!(phase_of(&pods, "crash").await.as_deref(), Some("Running"));
+
+    // An image that is absent with pull policy Never is reported as such.
+    let mut never = pod("never", "Always", "true");
+    if let Some(spec) = never.spec.as_mut() {
+        spec.containers[0].image = Some("podway.invalid/absent:1".into());
+        spec.containers[0].image_pull_policy = Some("Never".into());
+    }
+    pods.create(&PostParams::default(), &never).await.expect("create never");
+    let waiting = wait_for("never to report its image", Duration::from_secs(60), || async {
+        let p = pods.get("never").await.ok()?;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        let w = cs.state?.waiting?;
+        (w.reason.as_deref() == Some("ErrImageNeverPull")).then_some(w)
+    })
+    .await;
+    assert!(waiting.message.is_some_and(|m| m.contains("podway.invalid/absent:1")));
+    assert_eq!(phase_of(&pods, "never").await.as_deref(), Some("Pending"));
+
+    // Following a log ends when the container exits, with everything it wrote.
+    pods.create(
+        &PostParams::default(),
+        &pod("counter", "Never", "sleep 1; for i in 1 2 3; do echo line $i; sleep 1; done"),
+    )
+    .await
+    .expect("create counter");
+    wait_for("counter to run", Duration::from_secs(60), || async {
+        matches!(phase_of(&pods, "counter").await.as_deref(), Some("Running" | "Succeeded")).then_some(())
+    })
+    .await;
+    let (code, body) = cluster.agent_get("/containerLogs/default/counter/main?follow=true", true).await;
+    assert_eq!((code, body.as_str()), (200, "line 1\nline 2\nline 3\n"));
+    wait_for("counter to succeed", Duration::from_secs(60), || async {
+        (phase_of(&pods, "counter").await.as_deref() == Some("Succeeded")).then_some(())
+    })
+    .await;
+
+    // exec through the API server and the agent, as kubectl does it.
+    pods.create(&PostParams::default(), &pod("shell", "Always", "exec sleep 3600"))
+        .await
+        .expect("create shell");
+    wait_for("shell to run", Duration::from_secs(60), || async {
+        (phase_of(&pods, "shell").await.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let cluster = Arc::new(cluster);
+    let c = cluster.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        c.kubectl(&["exec", "shell", "--", "sh", "-c", "echo out-$GREETING; echo err >&2; exit 7"])
+    })
+    .await
+    .expect("kubectl task");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out-hello\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"), "{out:?}");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let (code, body) = cluster.agent_get("/run/default/shell/main?cmd=echo%20ran", true).await;
+    assert_eq!((code, body.as_str()), (405, "method not allowed"));
+}
