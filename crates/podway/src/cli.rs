@@ -93,10 +93,18 @@ pub struct NodeArgs {
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
     /// Kubeconfig with this node's client certificate.
-    #[arg(long, default_value = "/var/lib/podway/node.kubeconfig", value_name = "FILE")]
+    #[arg(
+        long,
+        default_value = "/var/lib/podway/node.kubeconfig",
+        value_name = "FILE"
+    )]
     pub kubeconfig: PathBuf,
     /// CRI endpoint (unix socket path, `unix://` prefix allowed).
-    #[arg(long, default_value = "unix:///run/podway/cri.sock", value_name = "ENDPOINT")]
+    #[arg(
+        long,
+        default_value = "unix:///run/podway/cri.sock",
+        value_name = "ENDPOINT"
+    )]
     pub container_runtime_endpoint: String,
     /// Address the debugging handlers listen on.
     #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
@@ -108,13 +116,25 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), value_name = "IP")]
     pub node_ip: IpAddr,
     /// Serving certificate of the debugging handlers.
-    #[arg(long, default_value = "/var/lib/podway/pki/node.crt", value_name = "FILE")]
+    #[arg(
+        long,
+        default_value = "/var/lib/podway/pki/node.crt",
+        value_name = "FILE"
+    )]
     pub tls_cert_file: PathBuf,
     /// Key of the serving certificate.
-    #[arg(long, default_value = "/var/lib/podway/pki/node.key", value_name = "FILE")]
+    #[arg(
+        long,
+        default_value = "/var/lib/podway/pki/node.key",
+        value_name = "FILE"
+    )]
     pub tls_private_key_file: PathBuf,
     /// CA that signs the certificates of clients allowed to call the debugging handlers.
-    #[arg(long, default_value = "/var/lib/podway/pki/ca.crt", value_name = "FILE")]
+    #[arg(
+        long,
+        default_value = "/var/lib/podway/pki/ca.crt",
+        value_name = "FILE"
+    )]
     pub client_ca_file: PathBuf,
     /// Folder of the pods' container log files.
     #[arg(long, default_value = "/var/lib/podway/pods", value_name = "DIR")]
@@ -177,9 +197,10 @@ pub struct ImageDataDir {
 /// Runs a parsed command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up(_) | Command::Server(_) | Command::Node(_) | Command::Runtime(_) => {
-            anyhow::bail!("not wired yet (interim build for the runtime's helpers)")
-        }
+        Command::Up(args) => crate::up::run(args).await,
+        Command::Server(args) => crate::daemons::server(args).await,
+        Command::Node(args) => crate::daemons::node(args).await,
+        Command::Runtime(args) => crate::daemons::runtime(args).await,
         Command::Image(command) => crate::image::run(command),
     }
 }

@@ -7,8 +7,13 @@ use crate::cli::ImageCommand;
 pub fn run(command: ImageCommand) -> anyhow::Result<()> {
     match command {
         ImageCommand::Import(args) => {
-            let store = podway_runtime::images::open_store(&args.data.data_dir)
-                .with_context(|| format!("cannot open the image store in {}", args.data.data_dir.display()))?;
+            let store =
+                podway_runtime::images::open_store(&args.data.data_dir).with_context(|| {
+                    format!(
+                        "cannot open the image store in {}",
+                        args.data.data_dir.display()
+                    )
+                })?;
             let image = store
                 .import_archive(&args.file, args.name.as_deref())
                 .with_context(|| format!("cannot import {}", args.file.display()))?;
@@ -19,12 +24,22 @@ pub fn run(command: ImageCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ImageCommand::List(data) => {
-            let store = podway_runtime::images::open_store(&data.data_dir)
-                .with_context(|| format!("cannot open the image store in {}", data.data_dir.display()))?;
+            let store = podway_runtime::images::open_store(&data.data_dir).with_context(|| {
+                format!("cannot open the image store in {}", data.data_dir.display())
+            })?;
             println!("{:<50} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
             for image in store.list()? {
-                let short_id = image.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-                let names = if image.repo_tags.is_empty() { vec!["<none>".to_owned()] } else { image.repo_tags };
+                let short_id = image
+                    .id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>();
+                let names = if image.repo_tags.is_empty() {
+                    vec!["<none>".to_owned()]
+                } else {
+                    image.repo_tags
+                };
                 for name in names {
                     println!("{name:<50} {short_id:<20} {:>10}", human_size(image.size));
                 }
@@ -42,5 +57,9 @@ fn human_size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

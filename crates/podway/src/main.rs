@@ -6,7 +6,10 @@
 //! async runtime exists, so they are dispatched first.
 
 mod cli;
+mod daemons;
 mod image;
+mod shutdown;
+mod up;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -23,7 +26,10 @@ fn main() -> ExitCode {
     }
     let cli = cli::Cli::parse_from(args);
     init_tracing(cli.log_level.as_deref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("podway: cannot start the async runtime: {err}");
@@ -47,5 +53,10 @@ fn init_tracing(level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info")))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }

@@ -23,6 +23,7 @@ spec:
         - sh
         - -c
         - |
+          trap "exit 0" TERM
           httpd -p 127.0.0.1:8080 -h /var/www
           echo "web started"
           echo "to stderr" >&2
@@ -44,16 +45,35 @@ fn walking_skeleton_with_kubectl_1_32() {
         (stdout(&out) == "Running").then_some(())
     });
     let table = stdout(&cluster.kubectl_ok(&["get", "pods", "-o", "wide"]));
-    let row = table.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("no row for web:\n{table}"));
-    assert!(row.contains("Running") && row.contains(&cluster.node_name), "unexpected row: {row}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("no row for web:\n{table}"));
+    assert!(
+        row.contains("Running") && row.contains(&cluster.node_name),
+        "unexpected row: {row}"
+    );
     let container_id = stdout(&cluster.kubectl_ok(&[
-        "get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].containerID}",
+        "get",
+        "pod",
+        "web",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
     ]));
-    let container_id = container_id.split("://").nth(1).unwrap_or_else(|| panic!("bad containerID {container_id}")).to_owned();
+    let container_id = container_id
+        .split("://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("bad containerID {container_id}"))
+        .to_owned();
 
     // The container really runs under runc in its own namespaces.
     let runc_root = cluster.state_dir.join("runc");
-    let state = run_ok(std::process::Command::new("runc").arg("--root").arg(&runc_root).args(["state", &container_id]));
+    let state = run_ok(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["state", &container_id]),
+    );
     let state: serde_json::Value = serde_json::from_slice(&state.stdout).expect("runc state json");
     assert_eq!(state["status"], "running", "{state}");
     let pid = state["pid"].as_u64().expect("pid");
@@ -64,7 +84,14 @@ fn walking_skeleton_with_kubectl_1_32() {
     }
 
     // exec: both streams on the right fds, the exit code comes through.
-    let out = cluster.kubectl(&["exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let out = cluster.kubectl(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert_eq!(stdout(&out), "out", "{}", describe(&out));
     assert!(stderr(&out).starts_with("err"), "{}", describe(&out));
@@ -77,7 +104,11 @@ fn walking_skeleton_with_kubectl_1_32() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn kubectl exec -i");
-    cat.stdin.take().expect("stdin").write_all(b"hi\n").expect("write stdin");
+    cat.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hi\n")
+        .expect("write stdin");
     let out = cat.wait_with_output().expect("kubectl exec -i");
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(stdout(&out), "hi");
@@ -88,14 +119,27 @@ fn walking_skeleton_with_kubectl_1_32() {
 
     // logs, and logs -f that keeps streaming.
     let logs = stdout(&cluster.kubectl_ok(&["logs", "web"]));
-    assert!(logs.contains("web started") && logs.contains("to stderr"), "logs: {logs}");
+    assert!(
+        logs.contains("web started") && logs.contains("to stderr"),
+        "logs: {logs}"
+    );
     let mut follow = KillOnDrop(
-        cluster.kubectl_cmd(&["logs", "-f", "--tail=1", "web"]).stdout(Stdio::piped()).spawn().expect("logs -f"),
+        cluster
+            .kubectl_cmd(&["logs", "-f", "--tail=1", "web"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("logs -f"),
     );
     let mut lines = BufReader::new(follow.0.stdout.take().expect("stdout")).lines();
     let first = lines.next().expect("a first line").expect("utf-8");
-    let second = lines.next().expect("a line written after the command started").expect("utf-8");
-    assert!(first.starts_with("tick ") && second.starts_with("tick "), "{first} / {second}");
+    let second = lines
+        .next()
+        .expect("a line written after the command started")
+        .expect("utf-8");
+    assert!(
+        first.starts_with("tick ") && second.starts_with("tick "),
+        "{first} / {second}"
+    );
     drop(follow);
 
     // port-forward to 127.0.0.1:8080 inside the pod's network namespace.
@@ -109,10 +153,19 @@ fn walking_skeleton_with_kubectl_1_32() {
             .expect("port-forward"),
     );
     let mut banner = String::new();
-    BufReader::new(forward.0.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
-    assert!(banner.contains("Forwarding from"), "port-forward said: {banner}");
+    BufReader::new(forward.0.stdout.take().expect("stdout"))
+        .read_line(&mut banner)
+        .expect("banner");
+    assert!(
+        banner.contains("Forwarding from"),
+        "port-forward said: {banner}"
+    );
     for _ in 0..3 {
-        let out = run_ok(std::process::Command::new("curl").args(["-sS", "--max-time", "10"]).arg(format!("http://127.0.0.1:{local}/")));
+        let out = run_ok(
+            std::process::Command::new("curl")
+                .args(["-sS", "--max-time", "10"])
+                .arg(format!("http://127.0.0.1:{local}/")),
+        );
         assert_eq!(stdout(&out), "hello from podway");
     }
     // The page came from the pod's namespace: on the host nothing listens on 8080.
@@ -124,23 +177,44 @@ fn walking_skeleton_with_kubectl_1_32() {
     // delete: kubectl waits until the pod is gone; nothing of the container is left.
     cluster.kubectl_ok(&["delete", "pod", "web", "--timeout=60s"]);
     let out = cluster.kubectl(&["get", "pod", "web"]);
-    assert!(!out.status.success() && stderr(&out).contains("not found"), "{}", describe(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("not found"),
+        "{}",
+        describe(&out)
+    );
     assert!(
         !std::path::Path::new(&format!("/sys/fs/cgroup/memory/podway/{container_id}")).exists(),
         "the container's cgroup is left behind"
     );
-    let rootfs_mounts: Vec<_> = cluster.mounts().into_iter().filter(|m| m.contains(&container_id)).collect();
-    assert!(rootfs_mounts.is_empty(), "mounts left behind: {rootfs_mounts:?}");
-    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "the container's process {pid} still runs");
+    let rootfs_mounts: Vec<_> = cluster
+        .mounts()
+        .into_iter()
+        .filter(|m| m.contains(&container_id))
+        .collect();
+    assert!(
+        rootfs_mounts.is_empty(),
+        "mounts left behind: {rootfs_mounts:?}"
+    );
+    assert!(
+        std::fs::metadata(format!("/proc/{pid}")).is_err(),
+        "the container's process {pid} still runs"
+    );
 
     // Ctrl-C equivalent: every tier stops, exit 0, nothing left.
     let (status, _) = cluster.stop();
-    assert!(status.success(), "podway up exited with {status}; log:\n{}", cluster.log());
+    assert!(
+        status.success(),
+        "podway up exited with {status}; log:\n{}",
+        cluster.log()
+    );
     assert_eq!(cluster.processes(), Vec::new(), "processes left behind");
     assert_eq!(cluster.mounts(), Vec::<String>::new(), "mounts left behind");
 }
 
 /// Whether something on the host itself listens on 8080 (then the check above proves nothing).
 fn host_has_8080_listener() -> bool {
-    std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().any(|l| l.contains(":1F90 00000000:0000 0A"))
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(":1F90 00000000:0000 0A"))
 }

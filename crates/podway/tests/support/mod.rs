@@ -24,7 +24,10 @@ pub fn repo_root() -> PathBuf {
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
 }
 
 /// Polls `check` every 200 ms until it returns `Some` or `timeout` passes.
@@ -34,7 +37,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -53,7 +59,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `podway up` and waits until the node is Ready; imports the demo image.
     pub fn start() -> Cluster {
-        let dir = tempfile::Builder::new().prefix("podway-e2e-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("podway-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let data_dir = dir.path().join("data");
         let state_dir = dir.path().join("run");
         let api_port = free_port();
@@ -65,7 +74,12 @@ impl Cluster {
             .arg(&data_dir)
             .arg("--state-dir")
             .arg(&state_dir)
-            .args(["--api-port", &api_port.to_string(), "--node-port", &node_port.to_string()])
+            .args([
+                "--api-port",
+                &api_port.to_string(),
+                "--node-port",
+                &node_port.to_string(),
+            ])
             .args(["--node-name", &node_name])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -73,8 +87,15 @@ impl Cluster {
             .spawn()
             .expect("spawn podway up");
         let kubeconfig = data_dir.join("kubeconfig");
-        let mut cluster =
-            Cluster { dir, data_dir, state_dir, kubeconfig, node_name, api_port, up: Some(up) };
+        let mut cluster = Cluster {
+            dir,
+            data_dir,
+            state_dir,
+            kubeconfig,
+            node_name,
+            api_port,
+            up: Some(up),
+        };
         let image = cluster.dir.path().join("busybox.tar");
         run_ok(Command::new(repo_root().join("scripts/demo-image.sh")).arg(&image));
         wait_for("the kubeconfig", Duration::from_secs(60), || {
@@ -88,11 +109,21 @@ impl Cluster {
                 .args(["--name", "busybox:1.35", "--data-dir"])
                 .arg(&cluster.data_dir),
         );
-        assert!(stdout(&imported).contains("docker.io/library/busybox:1.35"), "{}", stdout(&imported));
+        assert!(
+            stdout(&imported).contains("docker.io/library/busybox:1.35"),
+            "{}",
+            stdout(&imported)
+        );
         let node = cluster.node_name.clone();
         wait_for("the node to be Ready", Duration::from_secs(60), || {
             cluster.assert_running();
-            let out = cluster.kubectl(&["get", "node", &node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+            let out = cluster.kubectl(&[
+                "get",
+                "node",
+                &node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
             (stdout(&out) == "True").then_some(())
         });
         cluster
@@ -124,13 +155,21 @@ impl Cluster {
 
     /// Runs kubectl 1.32 to completion.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_cmd(args).stdin(Stdio::null()).output().expect("run kubectl")
+        self.kubectl_cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
     }
 
     /// Runs kubectl and fails the test unless it exits 0.
     pub fn kubectl_ok(&self, args: &[&str]) -> Output {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}\npodway log:\n{}", describe(&out), self.log());
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\npodway log:\n{}",
+            describe(&out),
+            self.log()
+        );
         out
     }
 
@@ -166,14 +205,26 @@ impl Drop for Cluster {
         // Whatever is left: containers known to runc, helper processes, mounts.
         let runc_root = self.state_dir.join("runc");
         if runc_root.exists() {
-            if let Ok(out) = Command::new("runc").arg("--root").arg(&runc_root).args(["list", "-q"]).output() {
+            if let Ok(out) = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["list", "-q"])
+                .output()
+            {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "-f", id]).output();
+                    let _ = Command::new("runc")
+                        .arg("--root")
+                        .arg(&runc_root)
+                        .args(["delete", "-f", id])
+                        .output();
                 }
             }
         }
         for (pid, _) in self.processes() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let mut mounts = self.mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
@@ -225,7 +276,9 @@ pub fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
     let me = std::process::id();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -240,7 +293,9 @@ pub fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
 
 /// Runs a command and fails the test unless it exits 0.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", describe(&out));
     out
 }
@@ -257,5 +312,10 @@ pub fn stderr(out: &Output) -> String {
 
 /// Status, stdout and stderr for assertion messages.
 pub fn describe(out: &Output) -> String {
-    format!("{}\nstdout: {}\nstderr: {}", out.status, stdout(out), stderr(out))
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
 }
