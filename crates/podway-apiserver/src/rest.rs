@@ -12,7 +12,7 @@ use crate::patch::PatchType;
 use crate::resource::{Kind, Target};
 use crate::selector::Selector;
 use crate::table;
-use crate::validate::{apply_defaults, check_types, validate};
+use crate::validate::{apply_defaults, check_types, validate, validate_pod_update};
 
 /// Namespaces that exist from the start and may not be deleted.
 pub(crate) const SYSTEM_NAMESPACES: [&str; 2] = ["default", "kube-system"];
@@ -261,7 +261,7 @@ impl Rest {
                 return Err(ApiError::conflict(target.kind.plural(), obj_name));
             }
             let mut new = old.clone();
-            patch_type.apply(&mut new, &patch);
+            patch_type.apply(&mut new, &patch)?;
             match self.write_update(target, obj_name, old, new, rev).await {
                 Err(e) if e.reason == "Conflict" && user_rv.is_none() => continue,
                 other => return other.map(|v| (200, v)),
@@ -321,6 +321,9 @@ impl Rest {
         apply_defaults(kind, &mut result);
         check_types(kind, &result)?;
         validate(kind, &result)?;
+        if kind == Kind::Pod && !status_only {
+            validate_pod_update(&old, &result)?;
+        }
         let key = kind.key(target.ns(), obj_name);
         let new_rev = self
             .store

@@ -225,6 +225,55 @@ pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// The pod spec with the fields an update may change blanked out.
+fn immutable_part(spec: Option<&Value>, node_was_set: bool) -> Value {
+    let mut spec = spec.cloned().unwrap_or(Value::Null);
+    if let Some(map) = spec.as_object_mut() {
+        for field in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+        ] {
+            map.remove(field);
+        }
+        if !node_was_set {
+            map.remove("nodeName");
+        }
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(cs)) = map.get_mut(list) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("image");
+                }
+            }
+        }
+    }
+    spec
+}
+
+/// Pod specs are immutable except for images, deadlines, tolerations and the grace period
+/// (and binding an unscheduled pod to a node).
+pub(crate) fn validate_pod_update(old: &Value, new: &Value) -> Result<(), ApiError> {
+    let node_was_set = crate::object::str_at(old, "spec.nodeName").is_some_and(|n| !n.is_empty());
+    if immutable_part(old.get("spec"), node_was_set)
+        == immutable_part(new.get("spec"), node_was_set)
+    {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "Pod",
+        name(new),
+        vec![Cause {
+            reason: "FieldValueForbidden",
+            field: "spec".into(),
+            message: "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, \
+                      `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, \
+                      `spec.tolerations` (only additions to existing tolerations), \
+                      `spec.terminationGracePeriodSeconds`"
+                .into(),
+        }],
+    ))
+}
+
 /// Checks that the body decodes as the typed object (a 400 like Kubernetes' decode errors).
 pub(crate) fn check_types(kind: Kind, obj: &Value) -> Result<(), ApiError> {
     use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -252,6 +301,24 @@ mod tests {
         assert!(image_tag_is_latest("localhost:5000/busybox"));
         assert!(!image_tag_is_latest("busybox:1.36"));
         assert!(!image_tag_is_latest("busybox@sha256:abc"));
+    }
+
+    #[test]
+    fn pod_spec_updates_are_limited() {
+        let old = json!({"metadata": {"name": "web"}, "spec": {"nodeName": "n1",
+            "containers": [{"name": "main", "image": "a:1"}]}});
+        let image = json!({"metadata": {"name": "web"}, "spec": {"nodeName": "n1",
+            "containers": [{"name": "main", "image": "a:2"}]}});
+        assert!(validate_pod_update(&old, &image).is_ok());
+        let renamed = json!({"metadata": {"name": "web"}, "spec": {"nodeName": "n1",
+            "containers": [{"name": "other", "image": "a:1"}]}});
+        assert_eq!(
+            validate_pod_update(&old, &renamed).err().map(|e| e.code),
+            Some(422)
+        );
+        let moved = json!({"metadata": {"name": "web"}, "spec": {"nodeName": "n2",
+            "containers": [{"name": "main", "image": "a:1"}]}});
+        assert!(validate_pod_update(&old, &moved).is_err());
     }
 
     #[test]

@@ -86,6 +86,41 @@ async fn kubectl_manages_pods_and_namespaces() {
         .await;
     assert_eq!(app, "demo2");
 
+    // JSON patch, describe, get all, set image; other spec changes are forbidden.
+    let json_patch = r#"[{"op":"add","path":"/metadata/annotations","value":{"note":"x"}}]"#;
+    assert_eq!(
+        c.ok(&["patch", "pod", "web", "--type=json", "-p", json_patch])
+            .await
+            .trim(),
+        "pod/web patched"
+    );
+    let describe = c.ok(&["describe", "pod", "web"]).await;
+    assert!(
+        describe.contains("busybox:1.36") && describe.contains("note: x"),
+        "{describe}"
+    );
+    let all = c.ok(&["get", "all"]).await;
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("web ") || l.starts_with("pod/web ")),
+        "{all}"
+    );
+    assert_eq!(
+        c.ok(&["set", "image", "pod/web", "main=busybox:1.37"])
+            .await
+            .trim(),
+        "pod/web image updated"
+    );
+    let rename = r#"[{"op":"replace","path":"/spec/containers/0/name","value":"other"}]"#;
+    let out = c
+        .kubectl(&["patch", "pod", "web", "--type=json", "-p", rename])
+        .await;
+    assert!(
+        !out.ok && out.stderr.contains("pod updates may not change fields"),
+        "{}",
+        out.stderr
+    );
+
     // get -w: the initial row, then a row for the change.
     let mut watch = c
         .command(
