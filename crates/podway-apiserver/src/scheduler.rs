@@ -1,6 +1,8 @@
 //! Background controllers of the API server: the scheduler (binds pending pods to the Ready node
 //! with the fewest pods) and the namespace finalizer (removes a terminating namespace once it has
-//! no pods left). Both run a pass on every store change and every few seconds.
+//! no pods left) and the pod garbage collector (removes terminating pods whose node no longer
+//! exists, since no node agent will ever confirm their deletion). All run a pass on every store
+//! change and every few seconds.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +31,9 @@ pub(crate) async fn run(rest: Rest, shutdown: CancellationToken) {
         }
         if let Err(e) = schedule(&rest).await {
             tracing::warn!("scheduler pass failed: {}", e.message);
+        }
+        if let Err(e) = collect_orphans(&rest).await {
+            tracing::warn!("pod garbage collection pass failed: {}", e.message);
         }
         if let Err(e) = finalize_namespaces(&rest).await {
             tracing::warn!("namespace finalizer pass failed: {}", e.message);
@@ -163,6 +168,38 @@ async fn finalize_namespaces(rest: &Rest) -> Result<(), ApiError> {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes terminating pods bound to nodes that do not exist.
+async fn collect_orphans(rest: &Rest) -> Result<(), ApiError> {
+    let all = Selector::default();
+    let (pods, _) = rest.list(Kind::Pod, None, &all).await?;
+    let terminating: Vec<&Value> = pods
+        .iter()
+        .filter(|p| path(p, "metadata.deletionTimestamp").is_some_and(|v| !v.is_null()))
+        .collect();
+    if terminating.is_empty() {
+        return Ok(());
+    }
+    let (nodes, _) = rest.list(Kind::Node, None, &all).await?;
+    for pod in terminating {
+        let node = str_at(pod, "spec.nodeName").unwrap_or_default();
+        if nodes.iter().any(|n| name(n) == node) {
+            continue;
+        }
+        let ns = str_at(pod, "metadata.namespace").unwrap_or("default");
+        let rev = str_at(pod, "metadata.resourceVersion").and_then(|r| r.parse::<u64>().ok());
+        match rest
+            .store
+            .delete(&Kind::Pod.key(Some(ns), name(pod)), rev)
+            .await
+        {
+            Ok(_) => tracing::info!("deleted pod {ns}/{} of missing node {node}", name(pod)),
+            Err(podway_store::Error::Conflict { .. } | podway_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

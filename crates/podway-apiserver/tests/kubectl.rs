@@ -189,6 +189,27 @@ async fn kubectl_manages_pods_and_namespaces() {
         out.stderr
     );
 
+    // Server-side apply creates, then updates.
+    let ssa = c.write("ssa.yaml", &POD.replace("name: web", "name: ssa"));
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", &ssa]).await.trim(),
+        "pod/ssa serverside-applied"
+    );
+    let ssa2 = c.write(
+        "ssa2.yaml",
+        &POD.replace("name: web", "name: ssa")
+            .replace("app: demo", "app: ssa"),
+    );
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", &ssa2]).await.trim(),
+        "pod/ssa serverside-applied"
+    );
+    let app = c
+        .ok(&["get", "pod", "ssa", "-o", "jsonpath={.metadata.labels.app}"])
+        .await;
+    assert_eq!(app, "ssa");
+    c.ok(&["delete", "pod", "ssa"]).await;
+
     // An unscheduled pod is deleted at once.
     assert_eq!(
         c.ok(&["delete", "pod", "web"]).await.trim(),
@@ -333,6 +354,24 @@ async fn pods_are_scheduled_to_ready_nodes_and_deleted_gracefully() {
         "{}",
         out.stderr
     );
+
+    // A terminating pod whose node is gone is removed by the API server.
+    let second = c.write("pod2.yaml", &POD.replace("name: web", "name: web2"));
+    c.ok(&["apply", "-f", &second]).await;
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.spec.nodeName}=n1",
+        "pod/web2",
+        "--timeout=60s",
+    ])
+    .await;
+    c.ok(&["delete", "pod", "web2", "--wait=false"]).await;
+    assert_eq!(
+        c.ok(&["delete", "node", "n1"]).await.trim(),
+        "node \"n1\" deleted"
+    );
+    c.ok(&["wait", "--for=delete", "pod/web2", "--timeout=60s"])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::{CALL_LIMIT, Cluster};
+use futures::StreamExt;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -88,11 +91,17 @@ async fn kubelet(dir: &Path, echo_port: u16, seen: Arc<Mutex<Seen>>) -> u16 {
     port
 }
 
-fn route(
-    req: Request<Incoming>,
-    echo_port: u16,
-    seen: Arc<Mutex<Seen>>,
-) -> Response<podway_stream::Body> {
+type TestBody = UnsyncBoxBody<Bytes, Infallible>;
+
+fn full(bytes: &'static [u8]) -> TestBody {
+    Full::new(Bytes::from_static(bytes)).boxed_unsync()
+}
+
+fn boxed(resp: Response<podway_stream::Body>) -> Response<TestBody> {
+    resp.map(|b| b.boxed_unsync())
+}
+
+fn route(req: Request<Incoming>, echo_port: u16, seen: Arc<Mutex<Seen>>) -> Response<TestBody> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     if let Ok(mut seen) = seen.lock() {
@@ -114,20 +123,24 @@ fn route(
             stderr: has("error"),
             tty: has("tty"),
         };
-        return remotecommand::serve(req, options, move |mut streams| async move {
-            if let Some(out) = streams.stdout.as_mut() {
-                let _ = out
-                    .write_all(format!("{}\n", command.join(" ")).as_bytes())
-                    .await;
-                let _ = out.shutdown().await;
-            }
-            drop(streams);
-            Outcome::Exited(if command.iter().any(|a| a == "fail") {
-                3
-            } else {
-                0
-            })
-        });
+        return boxed(remotecommand::serve(
+            req,
+            options,
+            move |mut streams| async move {
+                if let Some(out) = streams.stdout.as_mut() {
+                    let _ = out
+                        .write_all(format!("{}\n", command.join(" ")).as_bytes())
+                        .await;
+                    let _ = out.shutdown().await;
+                }
+                drop(streams);
+                Outcome::Exited(if command.iter().any(|a| a == "fail") {
+                    3
+                } else {
+                    0
+                })
+            },
+        ));
     }
     if path == "/portForward/default/web" {
         let dialer: portforward::Dialer = Arc::new(move |_port| {
@@ -141,12 +154,22 @@ fn route(
             pod: "web".into(),
             ..Default::default()
         };
-        return portforward::serve(req, options, dialer);
+        return boxed(portforward::serve(req, options, dialer));
+    }
+    if path == "/containerLogs/default/web/main"
+        && pairs.iter().any(|(k, v)| k == "follow" && v == "true")
+    {
+        // The first line, then the stream stays open: it must reach the client before the end.
+        let stream = futures::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+            b"first\n",
+        )))])
+        .chain(futures::stream::pending());
+        return Response::new(StreamBody::new(stream).boxed_unsync());
     }
     if path == "/containerLogs/default/web/main" {
-        return Response::new(Full::new(Bytes::from_static(b"line1\nline2\n")));
+        return Response::new(full(b"line1\nline2\n"));
     }
-    let mut resp = Response::new(Full::new(Bytes::from_static(b"pod does not exist")));
+    let mut resp = Response::new(full(b"pod does not exist"));
     *resp.status_mut() = http::StatusCode::NOT_FOUND;
     resp
 }
@@ -235,6 +258,17 @@ async fn exec_logs_and_port_forward_reach_the_node() {
     );
 
     assert_eq!(c.ok(&["logs", "web", "--tail=2"]).await, "line1\nline2\n");
+    let mut follow = c
+        .command(&c.kubeconfig, &["logs", "-f", "web"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn logs -f");
+    let mut follow_out = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(CALL_LIMIT, follow_out.next_line())
+        .await
+        .expect("logs -f output");
+    let _ = follow.kill().await;
+    assert_eq!(first.ok().flatten().as_deref(), Some("first"));
 
     let mut pf = c
         .command(&c.kubeconfig, &["port-forward", "pod/web", ":8080"])
