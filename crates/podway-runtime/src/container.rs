@@ -224,10 +224,10 @@ fn build(
         context: format!("mounting the rootfs of container {id}"),
         source: e.into(),
     })?;
-    if let (Some(log), Some(log_dir)) = (&spec.log_path, &sandbox.spec.log_directory) {
-        if log.is_relative() {
-            spec.log_path = Some(log_dir.join(log));
-        }
+    if let (Some(log), Some(log_dir)) = (&spec.log_path, &sandbox.spec.log_directory)
+        && log.is_relative()
+    {
+        spec.log_path = Some(log_dir.join(log));
     }
     let sandbox_dir = inner.sandbox_dir(&sandbox.id);
     let etc_files: Vec<(PathBuf, &'static str)> = crate::sandbox::ETC_FILES
@@ -422,10 +422,10 @@ fn remove_cgroups(id: &str) {
     };
     for h in hierarchies.flatten() {
         let dir = h.path().join("podway").join(id);
-        if dir.is_dir() {
-            if let Err(e) = std::fs::remove_dir(&dir) {
-                tracing::warn!(cgroup = %dir.display(), error = %e, "removing cgroup");
-            }
+        if dir.is_dir()
+            && let Err(e) = std::fs::remove_dir(&dir)
+        {
+            tracing::warn!(cgroup = %dir.display(), error = %e, "removing cgroup");
         }
     }
 }

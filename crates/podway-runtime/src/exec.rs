@@ -23,8 +23,6 @@ pub(crate) struct ExecFiles {
     pub process: PathBuf,
     /// runc's pid file.
     pub pid: PathBuf,
-    /// The console socket (tty only).
-    pub socket: PathBuf,
 }
 
 impl ExecFiles {
@@ -35,7 +33,6 @@ impl ExecFiles {
         Ok(ExecFiles {
             process: dir.join(format!("{name}.json")),
             pid: dir.join(format!("{name}.pid")),
-            socket: dir.join(format!("{name}.sock")),
         })
     }
 
@@ -54,7 +51,6 @@ impl Drop for ExecFiles {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.process);
         let _ = std::fs::remove_file(&self.pid);
-        let _ = std::fs::remove_file(&self.socket);
     }
 }
 

@@ -245,11 +245,11 @@ impl ImageStore {
                 let mut bytes = Vec::new();
                 entry.read_to_end(&mut bytes).map_err(io_ctx(what()))?;
                 index_json = Some(bytes);
-            } else if let Ok(blob) = path.strip_prefix("blobs/sha256") {
-                if entry.header().entry_type().is_file() {
-                    let hex = blob.to_string_lossy().into_owned();
-                    self.write_blob(&format!("sha256:{hex}"), &mut entry)?;
-                }
+            } else if let Ok(blob) = path.strip_prefix("blobs/sha256")
+                && entry.header().entry_type().is_file()
+            {
+                let hex = blob.to_string_lossy().into_owned();
+                self.write_blob(&format!("sha256:{hex}"), &mut entry)?;
             }
         }
         let index_json = index_json.ok_or_else(|| {

@@ -1,18 +1,19 @@
-//! Exec on a terminal: `runc exec --console-socket SOCK` hands us the pty master over
-//! SCM_RIGHTS; we pump it to the client and apply window-size changes with `TIOCSWINSZ`.
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+//! Exec on a terminal. runc only hands the pty master to a console socket when it detaches
+//! (and then its exit status is lost), so we give `runc exec --tty` a terminal of our own as its
+//! stdio, as a terminal user would: runc sets it raw and relays between it and the container's
+//! pty, and copies its window size on SIGWINCH, which the kernel sends to runc (session leader on
+//! that terminal) when we set the size with `TIOCSWINSZ` on our master.
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use nix::pty::openpty;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixListener;
 
 use crate::api::Inner;
 use crate::util::io_ctx;
-use crate::{Error, ProcessIo, Result, WindowSize};
+use crate::{ProcessIo, Result, WindowSize};
 
 /// Runs `cmd` in container `id` on a new terminal; returns its exit code.
 pub(crate) async fn exec(
@@ -26,51 +27,41 @@ pub(crate) async fn exec(
         &files.process,
         &crate::exec::process_json(inner, id, cmd, true)?,
     )?;
-    let listener = UnixListener::bind(&files.socket)
-        .map_err(io_ctx(format!("exec in container {id}: console socket")))?;
-    let mut child = crate::oci_runtime::command(&inner.config.oci_runtime, &inner.runc_root())
+    let context = || format!("exec in container {id}: terminal");
+    let pty = openpty(None, None).map_err(|e| io_ctx(context())(e.into()))?;
+    let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(io_ctx(context()));
+    let mut command = crate::oci_runtime::command(&inner.config.oci_runtime, &inner.runc_root());
+    command
         .arg("exec")
+        .arg("--tty")
         .arg("--process")
         .arg(&files.process)
         .arg("--pid-file")
         .arg(&files.pid)
-        .arg("--console-socket")
-        .arg(&files.socket)
         .arg(id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .stdin(stdio(&pty.slave)?)
+        .stdout(stdio(&pty.slave)?)
+        .stderr(stdio(&pty.slave)?)
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(io_ctx(format!("exec in container {id}: running runc")))?;
-    let mut runc_stderr = child.stderr.take();
-    let conn = tokio::select! {
-        conn = listener.accept() => conn.map_err(io_ctx(format!("exec in container {id}: console socket")))?.0,
-        status = child.wait() => {
-            let mut text = String::new();
-            if let Some(err) = runc_stderr.as_mut() {
-                let _ = err.read_to_string(&mut text).await;
-            }
-            let status = status.map_err(io_ctx(format!("exec in container {id}: waiting for runc")))?;
-            return Err(Error::Command(format!(
-                "exec in container {id} failed ({status}): {}",
-                text.trim()
-            )));
-        }
-    };
-    let conn = conn
-        .into_std()
-        .map_err(io_ctx(format!("exec in container {id}: console socket")))?;
-    let master = tokio::task::spawn_blocking(move || receive_fd(&conn))
-        .await
-        .map_err(|e| Error::Command(format!("exec in container {id}: {e}")))?
-        .map_err(io_ctx(format!(
-            "exec in container {id}: receiving the terminal"
-        )))?;
-    set_nonblocking(&master).map_err(io_ctx(format!("exec in container {id}: terminal")))?;
+    // Only runc keeps the terminal's slave side open now, so the master reads EIO once it exits.
+    drop(command);
+    drop(pty.slave);
+    let master = pty.master;
+    set_nonblocking(&master).map_err(io_ctx(context()))?;
     // SAFETY: `master` is an open descriptor owned by the AsyncFd for its whole life.
-    let master = unsafe { AsyncFd::register(master) }
-        .map_err(|e| io_ctx(format!("exec in container {id}: terminal"))(e.into()))?;
+    let master = unsafe { AsyncFd::register(master) }.map_err(|e| io_ctx(context())(e.into()))?;
     let master = Arc::new(master);
 
     let mut side_tasks = Vec::new();
@@ -95,29 +86,6 @@ pub(crate) async fn exec(
     }
     let status = status.map_err(io_ctx(format!("exec in container {id}: waiting for runc")))?;
     Ok(crate::exec::exit_code(status))
-}
-
-/// Receives one descriptor sent with SCM_RIGHTS.
-fn receive_fd(conn: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
-    conn.set_nonblocking(false)?;
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )?;
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor for us; we own it now.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(std::io::Error::other("runc sent no terminal descriptor"))
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
@@ -155,10 +123,10 @@ async fn copy_out(master: &AsyncFd<OwnedFd>, to: Option<Box<dyn AsyncWrite + Sen
         {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => {
-                if let Some(w) = to.as_mut() {
-                    if w.write_all(&buf[..n]).await.and(w.flush().await).is_err() {
-                        to = None;
-                    }
+                if let Some(w) = to.as_mut()
+                    && w.write_all(&buf[..n]).await.and(w.flush().await).is_err()
+                {
+                    to = None;
                 }
             }
             Err(_would_block) => continue,

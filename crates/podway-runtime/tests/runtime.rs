@@ -580,11 +580,13 @@ async fn exits_errors_and_sandbox_removal() {
             .read(&mut buf)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            n > 0,
-            "tty output ended early: {:?}",
-            String::from_utf8_lossy(&seen)
-        );
+        if n == 0 {
+            let result = exec.await;
+            panic!(
+                "tty output ended early: {:?}, exec: {result:?}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
         seen.extend_from_slice(&buf[..n]);
     }
     resize_tx
