@@ -239,9 +239,77 @@ async fn kubectl_manages_pods_and_namespaces() {
         "{}",
         out.stderr
     );
+    // run, label, replace in the new namespace; deleting the namespace takes its pods along.
+    let run = c
+        .ok(&[
+            "run",
+            "job1",
+            "-n",
+            "team",
+            "--image=busybox",
+            "--restart=Never",
+        ])
+        .await;
+    assert_eq!(run.trim(), "pod/job1 created");
+    let policy = c
+        .ok(&[
+            "get",
+            "pod",
+            "job1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.containers[0].imagePullPolicy}",
+        ])
+        .await;
+    assert_eq!(policy, "Always");
+    assert_eq!(
+        c.ok(&["label", "pod", "job1", "-n", "team", "x=y"])
+            .await
+            .trim(),
+        "pod/job1 labeled"
+    );
+    let current = c
+        .ok(&["get", "pod", "job1", "-n", "team", "-o", "json"])
+        .await;
+    let replaced = c.write(
+        "job1.json",
+        &current.replace("\"x\": \"y\"", "\"x\": \"z\""),
+    );
+    assert_eq!(
+        c.ok(&["replace", "-f", &replaced]).await.trim(),
+        "pod/job1 replaced"
+    );
+    let out = c.kubectl(&["replace", "-f", &replaced]).await;
+    assert!(
+        !out.ok && out.stderr.contains("the object has been modified"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         c.ok(&["delete", "namespace", "team"]).await.trim(),
         "namespace \"team\" deleted"
+    );
+    let out = c
+        .kubectl(&["get", "pods", "-n", "team", "-o", "name"])
+        .await;
+    assert!(
+        out.ok && out.stdout.is_empty(),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let out = c.kubectl(&["get", "namespace", "team"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("namespaces \"team\" not found"),
+        "{}",
+        out.stderr
+    );
+    let out = c.kubectl(&["delete", "namespace", "default"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("this namespace may not be deleted"),
+        "{}",
+        out.stderr
     );
 }
 
