@@ -132,13 +132,17 @@ fn cells(kind: Kind, obj: &Value) -> Vec<Value> {
     match kind {
         Kind::Pod => {
             let (ready, total, restarts) = pod_counts(obj);
+            let restarts = match last_restart(obj) {
+                Some(ago) if restarts > 0 => format!("{restarts} ({ago} ago)"),
+                _ => restarts.to_string(),
+            };
             let ip = str_at(obj, "status.podIP").unwrap_or("<none>");
             let node = str_at(obj, "spec.nodeName").unwrap_or("<none>");
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
                 json!(pod_status(obj)),
-                json!(restarts.to_string()),
+                json!(restarts),
                 age,
                 json!(ip),
                 json!(node),
@@ -206,6 +210,16 @@ fn pod_counts(pod: &Value) -> (usize, usize, i64) {
         .filter_map(|s| s.get("restartCount").and_then(Value::as_i64))
         .sum();
     (ready, total, restarts)
+}
+
+/// How long ago the most recent container restart finished (from `lastState.terminated`).
+fn last_restart(pod: &Value) -> Option<String> {
+    path(pod, "status.containerStatuses")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(|s| str_at(s, "lastState.terminated.finishedAt").and_then(parse_time))
+        .max()
+        .map(|t| human_duration((Utc::now() - t).num_seconds()))
 }
 
 /// The STATUS column as kubectl shows it.
