@@ -5,6 +5,10 @@ use std::pin::Pin;
 use hyper::{Request, Response, body::Incoming};
 
 use crate::Body;
+use crate::negotiate::{self, Transport};
+
+mod legacy_ws;
+mod spdy_server;
 
 /// What the session forwards to, for error messages and the legacy WebSocket protocol.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +32,15 @@ pub type Dialer = std::sync::Arc<dyn Fn(u16) -> DialFuture + Send + Sync>;
 /// `v4.channel.k8s.io`, `v4.base64.channel.k8s.io`). Returns the response to send (101 or 4xx);
 /// after the upgrade, each client connection is dialled with `dialer` and copied both ways.
 pub fn serve(req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
-    let _ = (req, options, dialer);
-    todo!("implemented by the podway-stream work")
+    match negotiate::transport(req.headers()) {
+        Some(Transport::Spdy) => spdy_server::serve(req, options, dialer),
+        Some(Transport::WebSocket) => {
+            if negotiate::tunnel_protocols(req.headers()).iter().any(|p| p == negotiate::PORTFORWARD) {
+                spdy_server::serve_tunnel(req, options, dialer)
+            } else {
+                legacy_ws::serve(req, options, dialer)
+            }
+        }
+        None => negotiate::missing_upgrade_headers(req.headers()),
+    }
 }

@@ -1,0 +1,151 @@
+//! The legacy WebSocket port-forward channel protocol of the CRI streaming server (`""`,
+//! `v4.channel.k8s.io`, `v4.base64.channel.k8s.io`): ports fixed at request time, channel 2i
+//! carries data for the i-th port and 2i+1 its errors; one TCP connection per port.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use hyper::{Request, Response, StatusCode, body::Incoming};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::{Dialer, PortForwardOptions};
+use crate::io::MAX_CHUNK;
+use crate::negotiate::{self, WS_PORTFORWARD, text_response};
+use crate::ws::{self, Encoding, Inbound, UpgradedWebSocket};
+use crate::{Body, Error};
+
+/// Queue depth per direction.
+const QUEUE: usize = 16;
+
+/// Handshake, 101, and the session on a spawned task.
+pub(super) fn serve(mut req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
+    let accept = match ws::check_handshake(&req) {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let Some(protocol) = negotiate::negotiate_websocket(req.headers(), WS_PORTFORWARD) else {
+        return ws::empty(StatusCode::FORBIDDEN);
+    };
+    if options.ports.is_empty() {
+        return text_response(StatusCode::BAD_REQUEST, "query parameter \"port\" is required".into());
+    }
+    tracing::info!(protocol, "negotiated WebSocket {:?} for portforward", protocol);
+    let encoding = if protocol == negotiate::BASE64_V4 { Encoding::Base64 } else { Encoding::Binary };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match ws::server_socket(on_upgrade).await {
+            Ok(socket) => {
+                if let Err(e) = run(socket, encoding, Arc::new(options), dialer).await {
+                    tracing::debug!(error = %e, "legacy WebSocket port-forward ended with an error");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "legacy WebSocket port-forward upgrade failed"),
+        }
+    });
+    ws::switching(&accept, protocol)
+}
+
+/// Runs the session until the client goes away.
+async fn run(socket: UpgradedWebSocket, encoding: Encoding, options: Arc<PortForwardOptions>, dialer: Dialer) -> Result<(), Error> {
+    let (mut sink, mut stream) = socket.split();
+    for (i, port) in options.ports.iter().enumerate() {
+        let data = (2 * i) as u8;
+        sink.send(ws::encode(encoding, data, &port.to_le_bytes())).await?;
+        sink.send(ws::encode(encoding, data + 1, &port.to_le_bytes())).await?;
+    }
+    let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(QUEUE);
+    let mut inputs = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, port) in options.ports.iter().copied().enumerate() {
+        let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
+        inputs.push(tx);
+        tasks.push(tokio::spawn(forward_port(i, port, rx, out_tx.clone(), options.clone(), dialer.clone())));
+    }
+    drop(out_tx);
+    let reader = async {
+        while let Some(msg) = stream.next().await {
+            let msg = match msg {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(m) => m,
+            };
+            if let Ok(Inbound::Data { channel, payload }) = ws::decode(encoding, false, msg)
+                && channel % 2 == 0
+                && let Some(tx) = inputs.get(usize::from(channel / 2))
+            {
+                // A port whose connection is gone just drops its input.
+                let _ = tx.send(payload).await;
+            }
+        }
+    };
+    let writer = async {
+        while let Some((channel, data)) = out_rx.recv().await {
+            if sink.send(ws::encode(encoding, channel, &data)).await.is_err() {
+                break;
+            }
+        }
+    };
+    // The session lasts as long as the client reads; port connections ending do not end it.
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+    let _ = sink.send(Message::Close(Some(close))).await;
+    Ok(())
+}
+
+/// One port: dial once, then copy client input to it and its output to the data channel.
+async fn forward_port(
+    index: usize,
+    port: u16,
+    mut input: mpsc::Receiver<Bytes>,
+    out: mpsc::Sender<(u8, Bytes)>,
+    options: Arc<PortForwardOptions>,
+    dialer: Dialer,
+) {
+    let data = (2 * index) as u8;
+    let tcp = match dialer(port).await {
+        Ok(t) => t,
+        Err(cause) => {
+            let text = format!("error forwarding port {port} to pod {}, uid {}: {cause}", options.pod, options.uid);
+            tracing::warn!("{text}");
+            let _ = out.send((data + 1, Bytes::from(text))).await;
+            return;
+        }
+    };
+    let (mut r, mut w) = tcp.into_split();
+    let up = async {
+        while let Some(chunk) = input.recv().await {
+            if w.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; MAX_CHUNK];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    if out.send((data, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let text = format!("error forwarding port {port} to pod {}, uid {}: {e}", options.pod, options.uid);
+                    let _ = out.send((data + 1, Bytes::from(text))).await;
+                    break;
+                }
+            }
+        }
+    };
+    tokio::join!(up, down);
+}

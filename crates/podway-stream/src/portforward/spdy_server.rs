@@ -1,0 +1,188 @@
+//! portforward over SPDY (`portforward.k8s.io`), directly or tunnelled in a WebSocket.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::{Request, Response, body::Incoming};
+use spdy::Stream;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::{Dialer, PortForwardOptions};
+use crate::negotiate::{self, PORTFORWARD, TUNNEL_PREFIX};
+use crate::spdy_conn::{CREATION_TIMEOUT, server_session, upgraded_session};
+use crate::{Body, ws};
+
+/// Numbers sessions in error texts, like the `conn=` of the kubelet's messages.
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// The two streams of one forwarded connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Error,
+    Data,
+}
+
+/// SPDY handshake, 101, and the session on a spawned task.
+pub(super) fn serve(mut req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
+    let protocol = match negotiate::negotiate_spdy(req.headers(), &[PORTFORWARD]) {
+        Ok(p) => p,
+        Err(refusal) => return refusal.response(),
+    };
+    tracing::info!(protocol, "negotiated SPDY {:?} for portforward", protocol);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match upgraded_session(on_upgrade).await {
+            Ok((session, incoming)) => {
+                run(incoming, Arc::new(options), dialer).await;
+                session.close().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "SPDY portforward upgrade failed"),
+        }
+    });
+    negotiate::spdy_switching(protocol)
+}
+
+/// WebSocket handshake for the tunnel (`SPDY/3.1+portforward.k8s.io`), 101, and the SPDY
+/// session over the WebSocket's byte stream on a spawned task.
+pub(super) fn serve_tunnel(mut req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
+    let accept = match ws::check_handshake(&req) {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let protocol = format!("{TUNNEL_PREFIX}{PORTFORWARD}");
+    tracing::info!(protocol, "negotiated WebSocket {:?} for portforward", protocol);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match ws::server_socket(on_upgrade).await {
+            Ok(socket) => {
+                let (session, incoming) = server_session(ws::WsByteStream::new(socket));
+                run(incoming, Arc::new(options), dialer).await;
+                session.close().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "portforward tunnel upgrade failed"),
+        }
+    });
+    ws::switching(&accept, &protocol)
+}
+
+/// Accepts stream pairs until the session ends; each complete pair is forwarded on its own task.
+pub(crate) async fn run(mut incoming: spdy::Incoming, options: Arc<PortForwardOptions>, dialer: Dialer) {
+    let conn = SESSIONS.fetch_add(1, Ordering::Relaxed);
+    let mut pairs: HashMap<String, mpsc::Sender<(Kind, Stream)>> = HashMap::new();
+    while let Some(pending) = incoming.accept().await {
+        let headers = pending.headers();
+        let port = headers.get("port").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
+        let kind = match headers.get("streamtype") {
+            Some(t) if t.eq_ignore_ascii_case("error") => Some(Kind::Error),
+            Some(t) if t.eq_ignore_ascii_case("data") => Some(Kind::Data),
+            _ => None,
+        };
+        let (Some(port), Some(kind)) = (port, kind) else {
+            tracing::warn!(headers = ?pending.headers(), "rejecting port-forward stream with invalid headers");
+            pending.reject();
+            continue;
+        };
+        let request = match headers.get("requestid") {
+            Some(r) => r.to_string(),
+            None if kind == Kind::Error => pending.id().to_string(),
+            None => pending.id().saturating_sub(2).to_string(),
+        };
+        let stream = pending.accept();
+        pairs.retain(|_, tx| !tx.is_closed());
+        let unpaired = match pairs.get(&request) {
+            Some(tx) => match tx.send((kind, stream)).await {
+                Ok(()) => None,
+                // The pair just completed or timed out: this stream starts a new one.
+                Err(mpsc::error::SendError((_, stream))) => Some(stream),
+            },
+            None => Some(stream),
+        };
+        if let Some(stream) = unpaired {
+            let (tx, rx) = mpsc::channel(2);
+            pairs.insert(request.clone(), tx);
+            tokio::spawn(pair(conn, request, port, (kind, stream), rx, options.clone(), dialer.clone()));
+        }
+    }
+    tracing::debug!(conn, "port-forward session ended");
+}
+
+/// Waits for the second stream of a pair, then forwards.
+async fn pair(
+    conn: u64,
+    request: String,
+    port: u16,
+    first: (Kind, Stream),
+    mut rx: mpsc::Receiver<(Kind, Stream)>,
+    options: Arc<PortForwardOptions>,
+    dialer: Dialer,
+) {
+    let (mut error, mut data) = (None, None);
+    let assign = |(kind, stream): (Kind, Stream), error: &mut Option<Stream>, data: &mut Option<Stream>| {
+        let slot = if kind == Kind::Error { error } else { data };
+        if slot.is_some() {
+            tracing::warn!(
+                "error processing stream for request {request}: {} stream already assigned",
+                if kind == Kind::Error { "error" } else { "data" }
+            );
+            stream.reset(spdy::RstStatus::Cancel);
+        } else {
+            *slot = Some(stream);
+        }
+    };
+    assign(first, &mut error, &mut data);
+    let complete = tokio::time::timeout(CREATION_TIMEOUT, async {
+        while error.is_none() || data.is_none() {
+            match rx.recv().await {
+                Some(s) => assign(s, &mut error, &mut data),
+                None => return,
+            }
+        }
+    })
+    .await;
+    drop(rx);
+    match (complete, error, data) {
+        (Ok(()), Some(error), Some(data)) => forward(port, error, data, &options, &dialer).await,
+        (_, error, data) => {
+            tracing::warn!(conn, %request, "timed out waiting for port-forward streams");
+            if let Some(mut error) = error {
+                let text = format!("(conn={conn}, request={request}) timed out waiting for streams");
+                let _ = error.write_all(text.as_bytes()).await;
+                let _ = error.shutdown().await;
+            }
+            if let Some(data) = data {
+                data.reset(spdy::RstStatus::Cancel);
+            }
+        }
+    }
+}
+
+/// Dials the port and copies both ways; each direction half-closes the other side when it ends.
+async fn forward(port: u16, mut error: Stream, data: Stream, options: &PortForwardOptions, dialer: &Dialer) {
+    let tcp = match dialer(port).await {
+        Ok(tcp) => tcp,
+        Err(cause) => {
+            let text = format!("error forwarding port {port} to pod {}, uid {}: {cause}", options.pod, options.uid);
+            tracing::warn!("{text}");
+            let _ = error.write_all(text.as_bytes()).await;
+            let _ = error.shutdown().await;
+            data.reset(spdy::RstStatus::Cancel);
+            return;
+        }
+    };
+    let (mut tcp_r, mut tcp_w) = tcp.into_split();
+    let (mut data_r, mut data_w) = data.into_split();
+    let up = async {
+        let r = tokio::io::copy(&mut data_r, &mut tcp_w).await;
+        let _ = tcp_w.shutdown().await;
+        r
+    };
+    let down = async {
+        let r = tokio::io::copy(&mut tcp_r, &mut data_w).await;
+        let _ = data_w.shutdown().await;
+        r
+    };
+    let (up, down) = tokio::join!(up, down);
+    tracing::debug!(port, ?up, ?down, "port-forward connection ended");
+    let _ = error.shutdown().await;
+}

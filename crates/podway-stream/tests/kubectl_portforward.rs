@@ -1,0 +1,122 @@
+//! Real kubectl port-forward against the fake API server: SPDY-over-WebSocket tunnel (1.32),
+//! plain SPDY (1.32 with websockets off, 1.28), and a refused connection.
+mod common;
+
+use std::process::Stdio;
+
+use common::FakeApi;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP echo server on 127.0.0.1; aborted on drop.
+struct Echo {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo_server() -> Echo {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    Echo { port, task }
+}
+
+/// Starts `kubectl port-forward p :remote` and returns it with the local port it printed.
+async fn start_forward(api: &FakeApi, minor: u32, spdy: bool, remote: u16) -> (tokio::process::Child, u16, BufReader<tokio::process::ChildStderr>) {
+    let mut cmd = api.kubectl(minor);
+    if spdy {
+        cmd.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false");
+    }
+    cmd.args(["port-forward", "p", &format!(":{remote}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn kubectl");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut lines = BufReader::new(stdout).lines();
+    let local = loop {
+        let line = lines.next_line().await.expect("read kubectl output").expect("kubectl exited early");
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            break rest.split(' ').next().and_then(|p| p.parse().ok()).expect("local port");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, local, stderr)
+}
+
+async fn roundtrip(local: u16, payload: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", local)).await.expect("connect to kubectl");
+    tcp.write_all(payload).await.expect("write");
+    tcp.shutdown().await.expect("half-close");
+    let mut got = Vec::new();
+    tcp.read_to_end(&mut got).await.expect("read");
+    got
+}
+
+async fn forwards_bytes(minor: u32, spdy: bool) -> Vec<String> {
+    let api = FakeApi::start().await;
+    let echo = echo_server().await;
+    let (mut child, local, _stderr) = start_forward(&api, minor, spdy, echo.port).await;
+    assert_eq!(roundtrip(local, b"ping0\n").await, b"ping0\n");
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(roundtrip(local, &big).await, big);
+    // Two connections at once.
+    let (a, b) = tokio::join!(roundtrip(local, b"first"), roundtrip(local, b"second"));
+    assert_eq!((a.as_slice(), b.as_slice()), (&b"first"[..], &b"second"[..]));
+    let _ = child.kill().await;
+    api.records()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_32_port_forward_tunnel() {
+    let records = forwards_bytes(32, false).await;
+    assert_eq!(records, vec!["portforward websocket SPDY/3.1+portforward.k8s.io".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_32_port_forward_spdy() {
+    let records = forwards_bytes(32, true).await;
+    assert_eq!(records, vec!["portforward spdy portforward.k8s.io".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_28_port_forward_spdy() {
+    let records = forwards_bytes(28, false).await;
+    assert_eq!(records, vec!["portforward spdy portforward.k8s.io".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connection_reports_the_cause() {
+    let api = FakeApi::start().await;
+    // A port with nothing listening: bind, note, close.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let (mut child, local, mut stderr) = start_forward(&api, 32, false, closed).await;
+    let got = roundtrip(local, b"x").await;
+    assert!(got.is_empty());
+    let mut text = String::new();
+    let _ = stderr.read_to_string(&mut text).await;
+    let status = child.wait().await.expect("kubectl exit");
+    assert!(
+        text.contains(&format!("error forwarding port {closed} to pod p, uid : ")),
+        "kubectl stderr: {text}"
+    );
+    assert!(!status.success());
+}
