@@ -133,9 +133,8 @@ impl ApiError {
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        Self::new(422, "Invalid", message).with_details(
-            json!({"name": name, "kind": kind.to_lowercase() + "s", "causes": causes}),
-        )
+        Self::new(422, "Invalid", message)
+            .with_details(json!({"name": name, "kind": kind, "causes": causes}))
     }
 
     /// A 400.

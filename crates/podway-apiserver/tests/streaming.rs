@@ -257,6 +257,13 @@ async fn exec_logs_and_port_forward_reach_the_node() {
         out.stderr
     );
 
+    let raw = "/api/v1/namespaces/default/pods/web/exec?command=ls&stdout=true";
+    let out = c.kubectl(&["get", "--raw", raw]).await;
+    assert!(
+        !out.ok && out.stderr.contains("Upgrade request required"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(c.ok(&["logs", "web", "--tail=2"]).await, "line1\nline2\n");
     let mut follow = c
         .command(&c.kubeconfig, &["logs", "-f", "web"])
