@@ -21,7 +21,10 @@ pub(crate) struct ChannelReader {
 impl ChannelReader {
     /// A reader over `rx`.
     pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
-        ChannelReader { rx, pending: Bytes::new() }
+        ChannelReader {
+            rx,
+            pending: Bytes::new(),
+        }
     }
 }
 
@@ -73,16 +76,26 @@ pub(crate) struct ChannelWriter {
 impl ChannelWriter {
     /// A writer that tags every chunk with `channel`.
     pub(crate) fn new(tx: mpsc::Sender<(u8, Bytes)>, channel: u8) -> Self {
-        ChannelWriter { tx: PollSender::new(tx), channel }
+        ChannelWriter {
+            tx: PollSender::new(tx),
+            channel,
+        }
     }
 }
 
 fn broken_pipe() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the streaming connection is closed")
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the streaming connection is closed",
+    )
 }
 
 impl AsyncWrite for ChannelWriter {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -114,12 +127,19 @@ pub(crate) struct GuardedWriter<W> {
 impl<W> GuardedWriter<W> {
     /// `inner`, holding `guard` until dropped.
     pub(crate) fn new(inner: W, guard: DoneGuard) -> Self {
-        GuardedWriter { inner, _guard: guard }
+        GuardedWriter {
+            inner,
+            _guard: guard,
+        }
     }
 }
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for GuardedWriter<W> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

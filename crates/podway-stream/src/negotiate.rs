@@ -76,9 +76,11 @@ pub fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 /// The SPDY protocols a remotecommand server accepts (v5 is served as v4).
-pub const SPDY_REMOTECOMMAND: &[&str] = &[CHANNEL_V5, CHANNEL_V4, CHANNEL_V3, CHANNEL_V2, CHANNEL_V1];
+pub const SPDY_REMOTECOMMAND: &[&str] =
+    &[CHANNEL_V5, CHANNEL_V4, CHANNEL_V3, CHANNEL_V2, CHANNEL_V1];
 /// The WebSocket subprotocols a remotecommand server accepts (`""` = no header).
-pub const WS_REMOTECOMMAND: &[&str] = &[CHANNEL_V5, CHANNEL_V4, BASE64_V4, BASE64_V1, CHANNEL_V1, ""];
+pub const WS_REMOTECOMMAND: &[&str] =
+    &[CHANNEL_V5, CHANNEL_V4, BASE64_V4, BASE64_V1, CHANNEL_V1, ""];
 /// The WebSocket subprotocols of the legacy port-forward channel protocol.
 pub const WS_PORTFORWARD: &[&str] = &[CHANNEL_V4, BASE64_V4, ""];
 
@@ -131,7 +133,10 @@ pub fn negotiate_spdy(headers: &HeaderMap, server: &[&str]) -> Result<&'static s
         return Err(SpdyRefusal::Missing);
     }
     for c in &client {
-        if let Some(p) = KNOWN.iter().find(|k| **k == c.as_str() && server.contains(k)) {
+        if let Some(p) = KNOWN
+            .iter()
+            .find(|k| **k == c.as_str() && server.contains(k))
+        {
             return Ok(p);
         }
     }
@@ -170,9 +175,12 @@ pub fn negotiate_websocket(headers: &HeaderMap, server: &[&str]) -> Option<&'sta
             if list.is_empty() { vec![""] } else { list }
         }
     };
-    offered
-        .iter()
-        .find_map(|o| KNOWN.iter().find(|k| **k == *o && server.contains(k)).copied())
+    offered.iter().find_map(|o| {
+        KNOWN
+            .iter()
+            .find(|k| **k == *o && server.contains(k))
+            .copied()
+    })
 }
 
 /// The tunnel subprotocols (`SPDY/3.1+…`) offered in `Sec-WebSocket-Protocol`, prefix stripped.
@@ -192,8 +200,10 @@ pub fn text_response(status: StatusCode, text: String) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    resp.headers_mut()
-        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -253,7 +263,10 @@ mod tests {
             ("X-Stream-Protocol-Version", "channel.k8s.io"),
         ]);
         assert_eq!(negotiate_spdy(&h, SPDY_REMOTECOMMAND), Ok(CHANNEL_V5));
-        let h = headers(&[("X-Stream-Protocol-Version", "channel.k8s.io, v4.channel.k8s.io")]);
+        let h = headers(&[(
+            "X-Stream-Protocol-Version",
+            "channel.k8s.io, v4.channel.k8s.io",
+        )]);
         assert_eq!(negotiate_spdy(&h, SPDY_REMOTECOMMAND), Ok(CHANNEL_V1));
         let cri = &[CHANNEL_V4, CHANNEL_V3, CHANNEL_V2, CHANNEL_V1];
         let h = headers(&[
@@ -265,26 +278,41 @@ mod tests {
 
     #[test]
     fn spdy_refusals() {
-        assert_eq!(negotiate_spdy(&HeaderMap::new(), SPDY_REMOTECOMMAND), Err(SpdyRefusal::Missing));
+        assert_eq!(
+            negotiate_spdy(&HeaderMap::new(), SPDY_REMOTECOMMAND),
+            Err(SpdyRefusal::Missing)
+        );
         let h = headers(&[("X-Stream-Protocol-Version", "v9.channel.k8s.io, other")]);
         let err = negotiate_spdy(&h, &[PORTFORWARD]).unwrap_err();
         let resp = err.response();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         assert_eq!(
-            resp.headers().get_all(ACCEPTED_PROTOCOLS_HEADER).iter().collect::<Vec<_>>(),
+            resp.headers()
+                .get_all(ACCEPTED_PROTOCOLS_HEADER)
+                .iter()
+                .collect::<Vec<_>>(),
             vec!["portforward.k8s.io"]
         );
         let body = format!("{:?}", resp.body());
         assert!(body.contains(
             "unable to negotiate protocol: client supports [v9.channel.k8s.io other], server accepts [portforward.k8s.io]"
         ));
-        assert_eq!(SpdyRefusal::Missing.response().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            SpdyRefusal::Missing.response().status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
     fn websocket_selection() {
-        assert_eq!(negotiate_websocket(&HeaderMap::new(), WS_REMOTECOMMAND), Some(""));
-        let h = headers(&[("Sec-WebSocket-Protocol", "v5.channel.k8s.io,v4.channel.k8s.io")]);
+        assert_eq!(
+            negotiate_websocket(&HeaderMap::new(), WS_REMOTECOMMAND),
+            Some("")
+        );
+        let h = headers(&[(
+            "Sec-WebSocket-Protocol",
+            "v5.channel.k8s.io,v4.channel.k8s.io",
+        )]);
         assert_eq!(negotiate_websocket(&h, WS_REMOTECOMMAND), Some(CHANNEL_V5));
         assert_eq!(negotiate_websocket(&h, WS_PORTFORWARD), Some(CHANNEL_V4));
         let h = headers(&[("Sec-WebSocket-Protocol", "foo, base64.channel.k8s.io")]);
@@ -303,7 +331,10 @@ mod tests {
     fn transports() {
         let h = headers(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
         assert_eq!(transport(&h), Some(Transport::WebSocket));
-        let h = headers(&[("Connection", "keep-alive, upgrade"), ("Upgrade", "SPDY/3.1")]);
+        let h = headers(&[
+            ("Connection", "keep-alive, upgrade"),
+            ("Upgrade", "SPDY/3.1"),
+        ]);
         assert_eq!(transport(&h), Some(Transport::Spdy));
         let h = headers(&[("Upgrade", "SPDY/3.1")]);
         assert_eq!(transport(&h), None);

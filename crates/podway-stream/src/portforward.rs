@@ -31,11 +31,18 @@ pub type Dialer = std::sync::Arc<dyn Fn(u16) -> DialFuture + Send + Sync>;
 /// tunnel `SPDY/3.1+portforward.k8s.io`, and the legacy WebSocket channel protocol (`""`,
 /// `v4.channel.k8s.io`, `v4.base64.channel.k8s.io`). Returns the response to send (101 or 4xx);
 /// after the upgrade, each client connection is dialled with `dialer` and copied both ways.
-pub fn serve(req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
+pub fn serve(
+    req: Request<Incoming>,
+    options: PortForwardOptions,
+    dialer: Dialer,
+) -> Response<Body> {
     match negotiate::transport(req.headers()) {
         Some(Transport::Spdy) => spdy_server::serve(req, options, dialer),
         Some(Transport::WebSocket) => {
-            if negotiate::tunnel_protocols(req.headers()).iter().any(|p| p == negotiate::PORTFORWARD) {
+            if negotiate::tunnel_protocols(req.headers())
+                .iter()
+                .any(|p| p == negotiate::PORTFORWARD)
+            {
                 spdy_server::serve_tunnel(req, options, dialer)
             } else {
                 legacy_ws::serve(req, options, dialer)

@@ -24,7 +24,11 @@ use head::{MAX_BODY, read_body, read_response_head, request_head};
 /// body) and drops the backend; anything else becomes a 502 naming the unexpected status.
 ///
 /// The client connection must be served with upgrades enabled (`serve_connection(..).with_upgrades()`).
-pub async fn upgrade_proxy<IO>(mut req: Request<Incoming>, mut backend: IO, target: Uri) -> Response<Body>
+pub async fn upgrade_proxy<IO>(
+    mut req: Request<Incoming>,
+    mut backend: IO,
+    target: Uri,
+) -> Response<Body>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -33,7 +37,10 @@ where
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return text_response(StatusCode::BAD_REQUEST, format!("error reading the request body: {e}"));
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                format!("error reading the request body: {e}"),
+            );
         }
     };
     let path = target.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -49,7 +56,9 @@ where
     let mut out = request_head(&parts, path, &host, body.len());
     out.extend_from_slice(&body);
     if let Err(e) = write_all_flush(&mut backend, &out).await {
-        return bad_gateway(format!("error sending the request to the backend {host}: {e}"));
+        return bad_gateway(format!(
+            "error sending the request to the backend {host}: {e}"
+        ));
     }
     let (head, rest) = match read_response_head(&mut backend).await {
         Ok(h) => h,
@@ -66,11 +75,18 @@ where
     }
     if status.as_u16() >= 400 {
         tracing::debug!(%host, target = path, %status, "backend refused the upgrade");
-        let body = read_body(&mut backend, &head, rest).await.unwrap_or_default();
+        let body = read_body(&mut backend, &head, rest)
+            .await
+            .unwrap_or_default();
         let mut resp = Response::new(Body::new(Bytes::from(body)));
         *resp.status_mut() = status;
         let mut headers = head.headers;
-        for h in [header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::CONNECTION, header::UPGRADE] {
+        for h in [
+            header::TRANSFER_ENCODING,
+            header::CONTENT_LENGTH,
+            header::CONNECTION,
+            header::UPGRADE,
+        ] {
             headers.remove(h);
         }
         // Like Go's proxy: answer, then close the client connection too.
@@ -78,7 +94,10 @@ where
         *resp.headers_mut() = headers;
         return resp;
     }
-    bad_gateway(format!("invalid upgrade response from {host}: status code {}", status.as_u16()))
+    bad_gateway(format!(
+        "invalid upgrade response from {host}: status code {}",
+        status.as_u16()
+    ))
 }
 
 async fn write_all_flush<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8]) -> std::io::Result<()> {
@@ -89,7 +108,8 @@ async fn write_all_flush<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8]) -> st
 fn bad_gateway(text: String) -> Response<Body> {
     tracing::warn!("{text}");
     let mut resp = text_response(StatusCode::BAD_GATEWAY, text);
-    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 

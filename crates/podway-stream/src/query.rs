@@ -9,7 +9,10 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(b) => {
                         out.push(b);
                         i += 2;
@@ -42,7 +45,8 @@ mod tests {
 
     #[test]
     fn repeated_and_escaped() {
-        let q = Some("command=sh&command=-c&command=echo+out%3B%20exit%203&container=main&stdin=true");
+        let q =
+            Some("command=sh&command=-c&command=echo+out%3B%20exit%203&container=main&stdin=true");
         assert_eq!(values(q, "command"), vec!["sh", "-c", "echo out; exit 3"]);
         assert_eq!(values(q, "container"), vec!["main"]);
         assert!(values(None, "x").is_empty());

@@ -73,7 +73,10 @@ where
     F: FnOnce(ServerStreams) -> Fut + Send + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    let options = StreamOptions { stderr: options.stderr && !options.tty, ..options };
+    let options = StreamOptions {
+        stderr: options.stderr && !options.tty,
+        ..options
+    };
     if !(options.stdin || options.stdout || options.stderr) {
         return text_response(
             StatusCode::BAD_REQUEST,

@@ -74,17 +74,44 @@ mod tests {
         let mut d = ResizeDecoder::default();
         assert_eq!(
             d.feed(b"{\"Width\":80,\"Height\":24}\n{\"width\":120,"),
-            vec![TerminalSize { width: 80, height: 24 }]
+            vec![TerminalSize {
+                width: 80,
+                height: 24
+            }]
         );
-        assert_eq!(d.feed(b"\"HEIGHT\":40}"), vec![TerminalSize { width: 120, height: 40 }]);
+        assert_eq!(
+            d.feed(b"\"HEIGHT\":40}"),
+            vec![TerminalSize {
+                width: 120,
+                height: 40
+            }]
+        );
     }
 
     #[test]
     fn no_separator_and_bad_values() {
         let mut d = ResizeDecoder::default();
         let got = d.feed(b"{\"Width\":1,\"Height\":2}{\"Width\":0,\"Height\":2}{\"Width\":70000,\"Height\":2}{\"Width\":3,\"Height\":4}");
-        assert_eq!(got, vec![TerminalSize { width: 1, height: 2 }, TerminalSize { width: 3, height: 4 }]);
+        assert_eq!(
+            got,
+            vec![
+                TerminalSize {
+                    width: 1,
+                    height: 2
+                },
+                TerminalSize {
+                    width: 3,
+                    height: 4
+                }
+            ]
+        );
         assert!(d.feed(b"garbage").is_empty());
-        assert_eq!(d.feed(b"{\"Width\":5,\"Height\":6}"), vec![TerminalSize { width: 5, height: 6 }]);
+        assert_eq!(
+            d.feed(b"{\"Width\":5,\"Height\":6}"),
+            vec![TerminalSize {
+                width: 5,
+                height: 6
+            }]
+        );
     }
 }

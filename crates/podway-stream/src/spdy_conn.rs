@@ -16,7 +16,10 @@ pub(crate) fn server_session<IO>(io: IO) -> (spdy::Session, spdy::Incoming)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let config = spdy::Config { idle_timeout: Some(IDLE_TIMEOUT), ..spdy::Config::default() };
+    let config = spdy::Config {
+        idle_timeout: Some(IDLE_TIMEOUT),
+        ..spdy::Config::default()
+    };
     spdy::Session::new(io, spdy::Role::Server, config)
 }
 

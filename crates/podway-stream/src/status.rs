@@ -41,7 +41,9 @@ fn argv(command: &[String]) -> String {
 /// The message of a non-zero exit, as the kubelet and containerd word it.
 fn exit_message(code: i32, command: &[String]) -> String {
     if command.is_empty() {
-        format!("command terminated with non-zero exit code: error executing command, exit code {code}")
+        format!(
+            "command terminated with non-zero exit code: error executing command, exit code {code}"
+        )
     } else {
         format!(
             "command terminated with non-zero exit code: error executing command {}, exit code {code}",
@@ -67,7 +69,10 @@ pub fn status_json(outcome: &Outcome, command: &[String]) -> Vec<u8> {
             message: Some(exit_message(*code, command)),
             reason: Some("NonZeroExitCode"),
             details: Some(Details {
-                causes: vec![Cause { reason: Some("ExitCode"), message: code.to_string() }],
+                causes: vec![Cause {
+                    reason: Some("ExitCode"),
+                    message: code.to_string(),
+                }],
             }),
             code: None,
         },
@@ -76,12 +81,18 @@ pub fn status_json(outcome: &Outcome, command: &[String]) -> Vec<u8> {
             status: "Failure",
             message: Some(format!("Internal error occurred: {text}")),
             reason: Some("InternalError"),
-            details: Some(Details { causes: vec![Cause { reason: None, message: text.clone() }] }),
+            details: Some(Details {
+                causes: vec![Cause {
+                    reason: None,
+                    message: text.clone(),
+                }],
+            }),
             code: Some(500),
         },
     };
     // Serializing these plain structs cannot fail; fall back to a minimal document regardless.
-    serde_json::to_vec(&status).unwrap_or_else(|_| br#"{"metadata":{},"status":"Failure"}"#.to_vec())
+    serde_json::to_vec(&status)
+        .unwrap_or_else(|_| br#"{"metadata":{},"status":"Failure"}"#.to_vec())
 }
 
 /// The v1–v3 error-stream text for `outcome`: `None` on success (nothing is written).
@@ -98,7 +109,10 @@ mod tests {
     use super::*;
 
     fn cmd() -> Vec<String> {
-        ["sh", "-c", "exit 3"].iter().map(|s| s.to_string()).collect()
+        ["sh", "-c", "exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]

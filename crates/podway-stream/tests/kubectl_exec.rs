@@ -12,7 +12,13 @@ struct Run {
     code: Option<i32>,
 }
 
-async fn kubectl_exec(api: &FakeApi, minor: u32, spdy: bool, stdin: Option<&[u8]>, args: &[&str]) -> Run {
+async fn kubectl_exec(
+    api: &FakeApi,
+    minor: u32,
+    spdy: bool,
+    stdin: Option<&[u8]>,
+    args: &[&str],
+) -> Run {
     let mut cmd = api.kubectl(minor);
     if spdy {
         cmd.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
@@ -22,9 +28,13 @@ async fn kubectl_exec(api: &FakeApi, minor: u32, spdy: bool, stdin: Option<&[u8]
         cmd.arg("-i");
     }
     cmd.arg("p").arg("--").args(args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn kubectl");
     if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
         w.write_all(data).await.expect("write stdin");
@@ -40,7 +50,14 @@ async fn kubectl_exec(api: &FakeApi, minor: u32, spdy: bool, stdin: Option<&[u8]
 
 async fn exit_code_and_streams(minor: u32, spdy: bool) -> Vec<String> {
     let api = FakeApi::start().await;
-    let run = kubectl_exec(&api, minor, spdy, None, &["sh", "-c", "echo out; echo err >&2; exit 3"]).await;
+    let run = kubectl_exec(
+        &api,
+        minor,
+        spdy,
+        None,
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+    )
+    .await;
     assert_eq!(run.stdout, "out\n", "stderr was: {}", run.stderr);
     assert!(run.stderr.starts_with("err\n"), "stderr: {}", run.stderr);
     assert_eq!(run.code, Some(3), "stderr: {}", run.stderr);
@@ -61,17 +78,32 @@ async fn exit_code_and_streams(minor: u32, spdy: bool) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_32_exec_websocket_v5() {
     let records = exit_code_and_streams(32, false).await;
-    assert!(records.iter().all(|r| r == "exec websocket v5.channel.k8s.io"), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r == "exec websocket v5.channel.k8s.io"),
+        "{records:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_32_exec_spdy_fallback_off() {
     let records = exit_code_and_streams(32, true).await;
-    assert!(records.iter().all(|r| r.starts_with("exec spdy v5.channel.k8s.io,v4.channel.k8s.io")), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.starts_with("exec spdy v5.channel.k8s.io,v4.channel.k8s.io")),
+        "{records:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_28_exec_spdy() {
     let records = exit_code_and_streams(28, false).await;
-    assert!(records.iter().all(|r| r.starts_with("exec spdy v4.channel.k8s.io")), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.starts_with("exec spdy v4.channel.k8s.io")),
+        "{records:?}"
+    );
 }

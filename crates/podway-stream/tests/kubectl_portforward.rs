@@ -35,7 +35,16 @@ async fn echo_server() -> Echo {
 }
 
 /// Starts `kubectl port-forward p :remote` and returns it with the local port it printed.
-async fn start_forward(api: &FakeApi, minor: u32, spdy: bool, remote: u16) -> (tokio::process::Child, u16, BufReader<tokio::process::ChildStderr>) {
+async fn start_forward(
+    api: &FakeApi,
+    minor: u32,
+    spdy: bool,
+    remote: u16,
+) -> (
+    tokio::process::Child,
+    u16,
+    BufReader<tokio::process::ChildStderr>,
+) {
     let mut cmd = api.kubectl(minor);
     if spdy {
         cmd.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false");
@@ -49,10 +58,18 @@ async fn start_forward(api: &FakeApi, minor: u32, spdy: bool, remote: u16) -> (t
     let stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let mut lines = BufReader::new(stdout).lines();
     let local = loop {
-        let line = lines.next_line().await.expect("read kubectl output").expect("kubectl exited early");
+        let line = lines
+            .next_line()
+            .await
+            .expect("read kubectl output")
+            .expect("kubectl exited early");
         // "Forwarding from 127.0.0.1:41234 -> 8080"
         if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
-            break rest.split(' ').next().and_then(|p| p.parse().ok()).expect("local port");
+            break rest
+                .split(' ')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("local port");
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -60,7 +77,9 @@ async fn start_forward(api: &FakeApi, minor: u32, spdy: bool, remote: u16) -> (t
 }
 
 async fn roundtrip(local: u16, payload: &[u8]) -> Vec<u8> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", local)).await.expect("connect to kubectl");
+    let mut tcp = TcpStream::connect(("127.0.0.1", local))
+        .await
+        .expect("connect to kubectl");
     tcp.write_all(payload).await.expect("write");
     tcp.shutdown().await.expect("half-close");
     let mut got = Vec::new();
@@ -77,7 +96,10 @@ async fn forwards_bytes(minor: u32, spdy: bool) -> Vec<String> {
     assert_eq!(roundtrip(local, &big).await, big);
     // Two connections at once.
     let (a, b) = tokio::join!(roundtrip(local, b"first"), roundtrip(local, b"second"));
-    assert_eq!((a.as_slice(), b.as_slice()), (&b"first"[..], &b"second"[..]));
+    assert_eq!(
+        (a.as_slice(), b.as_slice()),
+        (&b"first"[..], &b"second"[..])
+    );
     let _ = child.kill().await;
     api.records()
 }
@@ -85,19 +107,28 @@ async fn forwards_bytes(minor: u32, spdy: bool) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_32_port_forward_tunnel() {
     let records = forwards_bytes(32, false).await;
-    assert_eq!(records, vec!["portforward websocket SPDY/3.1+portforward.k8s.io".to_string()]);
+    assert_eq!(
+        records,
+        vec!["portforward websocket SPDY/3.1+portforward.k8s.io".to_string()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_32_port_forward_spdy() {
     let records = forwards_bytes(32, true).await;
-    assert_eq!(records, vec!["portforward spdy portforward.k8s.io".to_string()]);
+    assert_eq!(
+        records,
+        vec!["portforward spdy portforward.k8s.io".to_string()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_28_port_forward_spdy() {
     let records = forwards_bytes(28, false).await;
-    assert_eq!(records, vec!["portforward spdy portforward.k8s.io".to_string()]);
+    assert_eq!(
+        records,
+        vec!["portforward spdy portforward.k8s.io".to_string()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,14 @@ async fn kubectl_exec_through_proxy() {
     let front = FakeApi::start_proxy(backend.port).await;
     let out = front
         .kubectl(32)
-        .args(["exec", "p", "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
+        .args([
+            "exec",
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
         .stdin(Stdio::null())
         .output()
         .await
@@ -22,7 +29,10 @@ async fn kubectl_exec_through_proxy() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("err\n"));
     assert_eq!(out.status.code(), Some(3));
     assert!(front.records().iter().any(|r| r.starts_with("proxied")));
-    assert_eq!(backend.records(), vec!["exec websocket v5.channel.k8s.io".to_string()]);
+    assert_eq!(
+        backend.records(),
+        vec!["exec websocket v5.channel.k8s.io".to_string()]
+    );
 }
 
 /// A backend that reads one request head and answers `response` then closes.
@@ -52,7 +62,9 @@ async fn raw_backend(response: &'static [u8]) -> (u16, tokio::task::JoinHandle<V
 }
 
 async fn raw_request(front: u16, extra: &[u8]) -> Vec<u8> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", front)).await.expect("connect");
+    let mut tcp = TcpStream::connect(("127.0.0.1", front))
+        .await
+        .expect("connect");
     tcp.write_all(
         b"POST /api/v1/namespaces/default/pods/p/exec?command=ls&stdout=true HTTP/1.1\r\nHost: front\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n",
     )
@@ -82,15 +94,35 @@ async fn refusal_is_forwarded_and_backend_dropped() {
     )
     .await;
     let front = FakeApi::start_proxy(port).await;
-    let resp = String::from_utf8_lossy(&raw_request(front.port, b"SECRET-FRAMES").await).into_owned();
+    let resp =
+        String::from_utf8_lossy(&raw_request(front.port, b"SECRET-FRAMES").await).into_owned();
     assert!(resp.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("x-accepted-stream-protocol-versions: v4.channel.k8s.io"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("x-accepted-stream-protocol-versions: v4.channel.k8s.io"),
+        "{resp}"
+    );
     assert!(resp.ends_with("forbidden text"), "{resp}");
     let seen = String::from_utf8_lossy(&backend.await.expect("backend")).into_owned();
-    assert!(seen.starts_with("POST /api/v1/namespaces/default/pods/p/exec?command=ls&stdout=true HTTP/1.1\r\n"), "{seen}");
-    assert!(seen.contains(&format!("Host: 127.0.0.1:{port}\r\n")), "{seen}");
-    assert!(seen.to_ascii_lowercase().contains("x-stream-protocol-version: v4.channel.k8s.io\r\n"), "{seen}");
-    assert!(seen.ends_with("--after--"), "bytes leaked to the backend: {seen}");
+    assert!(
+        seen.starts_with(
+            "POST /api/v1/namespaces/default/pods/p/exec?command=ls&stdout=true HTTP/1.1\r\n"
+        ),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("Host: 127.0.0.1:{port}\r\n")),
+        "{seen}"
+    );
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains("x-stream-protocol-version: v4.channel.k8s.io\r\n"),
+        "{seen}"
+    );
+    assert!(
+        seen.ends_with("--after--"),
+        "bytes leaked to the backend: {seen}"
+    );
 }
 
 #[tokio::test]
@@ -109,7 +141,9 @@ async fn switching_splices_with_early_bytes() {
     )
     .await;
     let front = FakeApi::start_proxy(port).await;
-    let mut tcp = TcpStream::connect(("127.0.0.1", front.port)).await.expect("connect");
+    let mut tcp = TcpStream::connect(("127.0.0.1", front.port))
+        .await
+        .expect("connect");
     tcp.write_all(
         b"POST /api/v1/namespaces/default/pods/p/exec?command=ls&stdout=true HTTP/1.1\r\nHost: front\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n",
     )
@@ -123,8 +157,15 @@ async fn switching_splices_with_early_bytes() {
         got.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&got).into_owned();
-    assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("x-stream-protocol-version: v4.channel.k8s.io"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-stream-protocol-version: v4.channel.k8s.io"),
+        "{text}"
+    );
     // Client bytes after the upgrade reach the backend; closing our write side ends its read.
     tcp.write_all(b"client-bytes").await.expect("write");
     tcp.shutdown().await.expect("shutdown");

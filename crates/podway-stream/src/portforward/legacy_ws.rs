@@ -22,19 +22,34 @@ use crate::{Body, Error};
 const QUEUE: usize = 16;
 
 /// Handshake, 101, and the session on a spawned task.
-pub(super) fn serve(mut req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
+pub(super) fn serve(
+    mut req: Request<Incoming>,
+    options: PortForwardOptions,
+    dialer: Dialer,
+) -> Response<Body> {
     let accept = match ws::check_handshake(&req) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(status) => return ws::empty(status),
     };
     let Some(protocol) = negotiate::negotiate_websocket(req.headers(), WS_PORTFORWARD) else {
         return ws::empty(StatusCode::FORBIDDEN);
     };
     if options.ports.is_empty() {
-        return text_response(StatusCode::BAD_REQUEST, "query parameter \"port\" is required".into());
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            "query parameter \"port\" is required".into(),
+        );
     }
-    tracing::info!(protocol, "negotiated WebSocket {:?} for portforward", protocol);
-    let encoding = if protocol == negotiate::BASE64_V4 { Encoding::Base64 } else { Encoding::Binary };
+    tracing::info!(
+        protocol,
+        "negotiated WebSocket {:?} for portforward",
+        protocol
+    );
+    let encoding = if protocol == negotiate::BASE64_V4 {
+        Encoding::Base64
+    } else {
+        Encoding::Binary
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match ws::server_socket(on_upgrade).await {
@@ -50,12 +65,19 @@ pub(super) fn serve(mut req: Request<Incoming>, options: PortForwardOptions, dia
 }
 
 /// Runs the session until the client goes away.
-async fn run(socket: UpgradedWebSocket, encoding: Encoding, options: Arc<PortForwardOptions>, dialer: Dialer) -> Result<(), Error> {
+async fn run(
+    socket: UpgradedWebSocket,
+    encoding: Encoding,
+    options: Arc<PortForwardOptions>,
+    dialer: Dialer,
+) -> Result<(), Error> {
     let (mut sink, mut stream) = socket.split();
     for (i, port) in options.ports.iter().enumerate() {
         let data = (2 * i) as u8;
-        sink.send(ws::encode(encoding, data, &port.to_le_bytes())).await?;
-        sink.send(ws::encode(encoding, data + 1, &port.to_le_bytes())).await?;
+        sink.send(ws::encode(encoding, data, &port.to_le_bytes()))
+            .await?;
+        sink.send(ws::encode(encoding, data + 1, &port.to_le_bytes()))
+            .await?;
     }
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(QUEUE);
     let mut inputs = Vec::new();
@@ -63,7 +85,14 @@ async fn run(socket: UpgradedWebSocket, encoding: Encoding, options: Arc<PortFor
     for (i, port) in options.ports.iter().copied().enumerate() {
         let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
         inputs.push(tx);
-        tasks.push(tokio::spawn(forward_port(i, port, rx, out_tx.clone(), options.clone(), dialer.clone())));
+        tasks.push(tokio::spawn(forward_port(
+            i,
+            port,
+            rx,
+            out_tx.clone(),
+            options.clone(),
+            dialer.clone(),
+        )));
     }
     drop(out_tx);
     let reader = async {
@@ -83,7 +112,11 @@ async fn run(socket: UpgradedWebSocket, encoding: Encoding, options: Arc<PortFor
     };
     let writer = async {
         while let Some((channel, data)) = out_rx.recv().await {
-            if sink.send(ws::encode(encoding, channel, &data)).await.is_err() {
+            if sink
+                .send(ws::encode(encoding, channel, &data))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -96,7 +129,10 @@ async fn run(socket: UpgradedWebSocket, encoding: Encoding, options: Arc<PortFor
     for t in &tasks {
         t.abort();
     }
-    let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+    let close = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
     let _ = sink.send(Message::Close(Some(close))).await;
     Ok(())
 }
@@ -114,7 +150,10 @@ async fn forward_port(
     let tcp = match dialer(port).await {
         Ok(t) => t,
         Err(cause) => {
-            let text = format!("error forwarding port {port} to pod {}, uid {}: {cause}", options.pod, options.uid);
+            let text = format!(
+                "error forwarding port {port} to pod {}, uid {}: {cause}",
+                options.pod, options.uid
+            );
             tracing::warn!("{text}");
             let _ = out.send((data + 1, Bytes::from(text))).await;
             return;
@@ -135,12 +174,19 @@ async fn forward_port(
             match r.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
-                    if out.send((data, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    if out
+                        .send((data, Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
                 Err(e) => {
-                    let text = format!("error forwarding port {port} to pod {}, uid {}: {e}", options.pod, options.uid);
+                    let text = format!(
+                        "error forwarding port {port} to pod {}, uid {}: {e}",
+                        options.pod, options.uid
+                    );
                     let _ = out.send((data + 1, Bytes::from(text))).await;
                     break;
                 }

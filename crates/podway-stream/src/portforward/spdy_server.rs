@@ -24,7 +24,11 @@ enum Kind {
 }
 
 /// SPDY handshake, 101, and the session on a spawned task.
-pub(super) fn serve(mut req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
+pub(super) fn serve(
+    mut req: Request<Incoming>,
+    options: PortForwardOptions,
+    dialer: Dialer,
+) -> Response<Body> {
     let protocol = match negotiate::negotiate_spdy(req.headers(), &[PORTFORWARD]) {
         Ok(p) => p,
         Err(refusal) => return refusal.response(),
@@ -45,13 +49,21 @@ pub(super) fn serve(mut req: Request<Incoming>, options: PortForwardOptions, dia
 
 /// WebSocket handshake for the tunnel (`SPDY/3.1+portforward.k8s.io`), 101, and the SPDY
 /// session over the WebSocket's byte stream on a spawned task.
-pub(super) fn serve_tunnel(mut req: Request<Incoming>, options: PortForwardOptions, dialer: Dialer) -> Response<Body> {
+pub(super) fn serve_tunnel(
+    mut req: Request<Incoming>,
+    options: PortForwardOptions,
+    dialer: Dialer,
+) -> Response<Body> {
     let accept = match ws::check_handshake(&req) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(status) => return ws::empty(status),
     };
     let protocol = format!("{TUNNEL_PREFIX}{PORTFORWARD}");
-    tracing::info!(protocol, "negotiated WebSocket {:?} for portforward", protocol);
+    tracing::info!(
+        protocol,
+        "negotiated WebSocket {:?} for portforward",
+        protocol
+    );
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match ws::server_socket(on_upgrade).await {
@@ -67,12 +79,19 @@ pub(super) fn serve_tunnel(mut req: Request<Incoming>, options: PortForwardOptio
 }
 
 /// Accepts stream pairs until the session ends; each complete pair is forwarded on its own task.
-pub(crate) async fn run(mut incoming: spdy::Incoming, options: Arc<PortForwardOptions>, dialer: Dialer) {
+pub(crate) async fn run(
+    mut incoming: spdy::Incoming,
+    options: Arc<PortForwardOptions>,
+    dialer: Dialer,
+) {
     let conn = SESSIONS.fetch_add(1, Ordering::Relaxed);
     let mut pairs: HashMap<String, mpsc::Sender<(Kind, Stream)>> = HashMap::new();
     while let Some(pending) = incoming.accept().await {
         let headers = pending.headers();
-        let port = headers.get("port").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
+        let port = headers
+            .get("port")
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p > 0);
         let kind = match headers.get("streamtype") {
             Some(t) if t.eq_ignore_ascii_case("error") => Some(Kind::Error),
             Some(t) if t.eq_ignore_ascii_case("data") => Some(Kind::Data),
@@ -101,7 +120,15 @@ pub(crate) async fn run(mut incoming: spdy::Incoming, options: Arc<PortForwardOp
         if let Some(stream) = unpaired {
             let (tx, rx) = mpsc::channel(2);
             pairs.insert(request.clone(), tx);
-            tokio::spawn(pair(conn, request, port, (kind, stream), rx, options.clone(), dialer.clone()));
+            tokio::spawn(pair(
+                conn,
+                request,
+                port,
+                (kind, stream),
+                rx,
+                options.clone(),
+                dialer.clone(),
+            ));
         }
     }
     tracing::debug!(conn, "port-forward session ended");
@@ -118,18 +145,19 @@ async fn pair(
     dialer: Dialer,
 ) {
     let (mut error, mut data) = (None, None);
-    let assign = |(kind, stream): (Kind, Stream), error: &mut Option<Stream>, data: &mut Option<Stream>| {
-        let slot = if kind == Kind::Error { error } else { data };
-        if slot.is_some() {
-            tracing::warn!(
-                "error processing stream for request {request}: {} stream already assigned",
-                if kind == Kind::Error { "error" } else { "data" }
-            );
-            stream.reset(spdy::RstStatus::Cancel);
-        } else {
-            *slot = Some(stream);
-        }
-    };
+    let assign =
+        |(kind, stream): (Kind, Stream), error: &mut Option<Stream>, data: &mut Option<Stream>| {
+            let slot = if kind == Kind::Error { error } else { data };
+            if slot.is_some() {
+                tracing::warn!(
+                    "error processing stream for request {request}: {} stream already assigned",
+                    if kind == Kind::Error { "error" } else { "data" }
+                );
+                stream.reset(spdy::RstStatus::Cancel);
+            } else {
+                *slot = Some(stream);
+            }
+        };
     assign(first, &mut error, &mut data);
     let complete = tokio::time::timeout(CREATION_TIMEOUT, async {
         while error.is_none() || data.is_none() {
@@ -146,7 +174,8 @@ async fn pair(
         (_, error, data) => {
             tracing::warn!(conn, %request, "timed out waiting for port-forward streams");
             if let Some(mut error) = error {
-                let text = format!("(conn={conn}, request={request}) timed out waiting for streams");
+                let text =
+                    format!("(conn={conn}, request={request}) timed out waiting for streams");
                 let _ = error.write_all(text.as_bytes()).await;
                 let _ = error.shutdown().await;
             }
@@ -158,11 +187,20 @@ async fn pair(
 }
 
 /// Dials the port and copies both ways; each direction half-closes the other side when it ends.
-async fn forward(port: u16, mut error: Stream, data: Stream, options: &PortForwardOptions, dialer: &Dialer) {
+async fn forward(
+    port: u16,
+    mut error: Stream,
+    data: Stream,
+    options: &PortForwardOptions,
+    dialer: &Dialer,
+) {
     let tcp = match dialer(port).await {
         Ok(tcp) => tcp,
         Err(cause) => {
-            let text = format!("error forwarding port {port} to pod {}, uid {}: {cause}", options.pod, options.uid);
+            let text = format!(
+                "error forwarding port {port} to pod {}, uid {}: {cause}",
+                options.pod, options.uid
+            );
             tracing::warn!("{text}");
             let _ = error.write_all(text.as_bytes()).await;
             let _ = error.shutdown().await;

@@ -30,7 +30,12 @@ pub(crate) enum HeadError {
 
 /// Serialises the request head (`method target HTTP/1.1`, `Host: host`, every other header).
 /// `body_len` replaces any `Content-Length`/`Transfer-Encoding` of the client.
-pub(crate) fn request_head(parts: &request::Parts, target: &str, host: &str, body_len: usize) -> Vec<u8> {
+pub(crate) fn request_head(
+    parts: &request::Parts,
+    target: &str,
+    host: &str,
+    body_len: usize,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -39,7 +44,10 @@ pub(crate) fn request_head(parts: &request::Parts, target: &str, host: &str, bod
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
-        if name == header::HOST || name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+        {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -55,7 +63,9 @@ pub(crate) fn request_head(parts: &request::Parts, target: &str, host: &str, bod
 }
 
 /// Reads until a complete response head; returns it and the bytes read past it.
-pub(crate) async fn read_response_head<R: AsyncRead + Unpin>(r: &mut R) -> Result<(ResponseHead, Vec<u8>), HeadError> {
+pub(crate) async fn read_response_head<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<(ResponseHead, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(4096);
     loop {
         let mut chunk = [0u8; 4096];
@@ -74,8 +84,9 @@ pub(crate) async fn read_response_head<R: AsyncRead + Unpin>(r: &mut R) -> Resul
                     .ok_or_else(|| HeadError::Malformed("bad status code".into()))?;
                 let mut headers = HeaderMap::new();
                 for h in resp.headers.iter() {
-                    let name = HeaderName::from_bytes(h.name.as_bytes())
-                        .map_err(|e| HeadError::Malformed(format!("header name {:?}: {e}", h.name)))?;
+                    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| {
+                        HeadError::Malformed(format!("header name {:?}: {e}", h.name))
+                    })?;
                     let value = HeaderValue::from_bytes(h.value)
                         .map_err(|e| HeadError::Malformed(format!("header {name}: {e}")))?;
                     headers.append(name, value);
@@ -83,7 +94,9 @@ pub(crate) async fn read_response_head<R: AsyncRead + Unpin>(r: &mut R) -> Resul
                 let rest = buf.split_off(len);
                 return Ok((ResponseHead { status, headers }, rest));
             }
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err(HeadError::TooLarge);
+            }
             Ok(httparse::Status::Partial) => {}
             Err(e) => return Err(HeadError::Malformed(e.to_string())),
         }
@@ -143,7 +156,8 @@ fn dechunk(raw: &[u8]) -> Result<Option<Vec<u8>>, HeadError> {
         let Some(eol) = raw[pos..].windows(2).position(|w| w == b"\r\n") else {
             return Ok(None);
         };
-        let line = std::str::from_utf8(&raw[pos..pos + eol]).map_err(|e| HeadError::Malformed(e.to_string()))?;
+        let line = std::str::from_utf8(&raw[pos..pos + eol])
+            .map_err(|e| HeadError::Malformed(e.to_string()))?;
         let size_text = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16)
             .map_err(|e| HeadError::Malformed(format!("chunk size {size_text:?}: {e}")))?;
@@ -205,14 +219,23 @@ mod tests {
         assert_eq!(read_body(&mut input, &head, rest).await.unwrap(), b"abcde");
         let mut input: &[u8] = b"HTTP/1.1 404 X\r\n\r\nuntil eof";
         let (head, rest) = read_response_head(&mut input).await.unwrap();
-        assert_eq!(read_body(&mut input, &head, rest).await.unwrap(), b"until eof");
+        assert_eq!(
+            read_body(&mut input, &head, rest).await.unwrap(),
+            b"until eof"
+        );
     }
 
     #[tokio::test]
     async fn head_errors() {
         let mut input: &[u8] = b"HTTP/1.1 200 OK\r\n";
-        assert!(matches!(read_response_head(&mut input).await, Err(HeadError::Eof)));
+        assert!(matches!(
+            read_response_head(&mut input).await,
+            Err(HeadError::Eof)
+        ));
         let mut input: &[u8] = b"garbage\r\n\r\n";
-        assert!(matches!(read_response_head(&mut input).await, Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            read_response_head(&mut input).await,
+            Err(HeadError::Malformed(_))
+        ));
     }
 }

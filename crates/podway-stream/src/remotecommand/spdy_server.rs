@@ -88,9 +88,15 @@ async fn wait_for_streams(
     let accept_all = async {
         while !streams.complete(options, version) {
             let Some(pending) = incoming.accept().await else {
-                return Err(Error::Protocol("connection closed before all streams were created".into()));
+                return Err(Error::Protocol(
+                    "connection closed before all streams were created".into(),
+                ));
             };
-            let kind = pending.headers().get("streamtype").unwrap_or("").to_ascii_lowercase();
+            let kind = pending
+                .headers()
+                .get("streamtype")
+                .unwrap_or("")
+                .to_ascii_lowercase();
             let slot = match kind.as_str() {
                 "error" => &mut streams.error,
                 "stdin" => &mut streams.stdin,
@@ -169,16 +175,29 @@ where
     let stdout = streams.stdout.take().map(&mut writer);
     let stderr = streams.stderr.take().map(&mut writer);
     drop(guard);
-    let resize = if options.tty { streams.resize.take().map(forward_resize) } else { None };
+    let resize = if options.tty {
+        streams.resize.take().map(forward_resize)
+    } else {
+        None
+    };
 
-    let outcome = tokio::spawn(handler(ServerStreams { stdin, stdout, stderr, resize }))
-        .await
-        .unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
+    let outcome = tokio::spawn(handler(ServerStreams {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+    }))
+    .await
+    .unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
     waiter.wait().await;
     tracing::debug!(?outcome, "remotecommand handler finished");
 
     if let Some(mut error) = error {
-        let status = if version >= 4 { Some(status_json(&outcome, &command)) } else { status_text(&outcome, &command) };
+        let status = if version >= 4 {
+            Some(status_json(&outcome, &command))
+        } else {
+            status_text(&outcome, &command)
+        };
         if let Some(status) = status {
             error.write_all(&status).await?;
         }

@@ -38,8 +38,16 @@ impl WsProtocol {
     /// The behaviour of subprotocol `name`.
     pub(crate) fn of(name: &str) -> WsProtocol {
         let json_status = matches!(name, CHANNEL_V5 | CHANNEL_V4 | BASE64_V4);
-        let encoding = if matches!(name, BASE64_V1 | BASE64_V4) { Encoding::Base64 } else { Encoding::Binary };
-        WsProtocol { encoding, v5: name == CHANNEL_V5, json_status }
+        let encoding = if matches!(name, BASE64_V1 | BASE64_V4) {
+            Encoding::Base64
+        } else {
+            Encoding::Binary
+        };
+        WsProtocol {
+            encoding,
+            v5: name == CHANNEL_V5,
+            json_status,
+        }
     }
 }
 
@@ -59,7 +67,7 @@ where
 {
     let accept = match ws::check_handshake(&req) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(status) => return ws::empty(status),
     };
     let Some(protocol) = negotiate::negotiate_websocket(req.headers(), WS_REMOTECOMMAND) else {
         return ws::empty(StatusCode::FORBIDDEN);
@@ -69,7 +77,9 @@ where
     tokio::spawn(async move {
         match ws::server_socket(on_upgrade).await {
             Ok(socket) => {
-                if let Err(e) = run(socket, WsProtocol::of(protocol), options, command, handler).await {
+                if let Err(e) =
+                    run(socket, WsProtocol::of(protocol), options, command, handler).await
+                {
                     tracing::debug!(error = %e, "WebSocket remotecommand session ended with an error");
                 }
             }
@@ -108,7 +118,10 @@ where
     drop(out_tx);
     let (stdin_tx, stdin) = if options.stdin {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Some(tx), Some(Box::new(ChannelReader::new(rx)) as BoxedReader))
+        (
+            Some(tx),
+            Some(Box::new(ChannelReader::new(rx)) as BoxedReader),
+        )
     } else {
         (None, None)
     };
@@ -120,7 +133,12 @@ where
     };
 
     let reader = tokio::spawn(read_loop(stream, proto, stdin_tx, resize_tx));
-    let handler = tokio::spawn(handler(ServerStreams { stdin, stdout, stderr, resize }));
+    let handler = tokio::spawn(handler(ServerStreams {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+    }));
 
     // Output in order until every writer is gone; on a dead socket, stop and let writers fail.
     let mut sink_ok = true;
@@ -132,7 +150,9 @@ where
         }
     }
     drop(out_rx);
-    let outcome = handler.await.unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
+    let outcome = handler
+        .await
+        .unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
     tracing::debug!(?outcome, "remotecommand handler finished");
     if sink_ok {
         let status = if proto.json_status {
@@ -141,13 +161,20 @@ where
             status_text(&outcome, &command)
         };
         if let Some(status) = status {
-            sink.send(ws::encode(proto.encoding, ERROR, &status)).await?;
+            sink.send(ws::encode(proto.encoding, ERROR, &status))
+                .await?;
         }
-        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        let close = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
         sink.send(Message::Close(Some(close))).await?;
     }
     // The reader ends when the client echoes the close (or the connection drops).
-    if tokio::time::timeout(std::time::Duration::from_secs(10), reader).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+        .await
+        .is_err()
+    {
         tracing::debug!("client did not answer the WebSocket close");
     }
     Ok(())
@@ -171,14 +198,20 @@ async fn read_loop(
             }
         };
         match ws::decode(proto.encoding, proto.v5, msg) {
-            Ok(Inbound::Data { channel: STDIN, payload }) => {
+            Ok(Inbound::Data {
+                channel: STDIN,
+                payload,
+            }) => {
                 if let Some(tx) = &stdin
                     && tx.send(payload).await.is_err()
                 {
                     stdin = None;
                 }
             }
-            Ok(Inbound::Data { channel: RESIZE, payload }) => {
+            Ok(Inbound::Data {
+                channel: RESIZE,
+                payload,
+            }) => {
                 for size in decoder.feed(&payload) {
                     if let Some(tx) = &resize {
                         // Sizes are latest-wins: drop when the handler is behind.
@@ -186,7 +219,9 @@ async fn read_loop(
                     }
                 }
             }
-            Ok(Inbound::Data { channel, .. }) => tracing::debug!(channel, "ignoring data on channel"),
+            Ok(Inbound::Data { channel, .. }) => {
+                tracing::debug!(channel, "ignoring data on channel")
+            }
             Ok(Inbound::Close { channel }) => {
                 if channel == STDIN {
                     stdin = None;
@@ -208,14 +243,29 @@ mod tests {
     #[test]
     fn protocol_table() {
         let p = WsProtocol::of(CHANNEL_V5);
-        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Binary, true, true));
+        assert_eq!(
+            (p.encoding, p.v5, p.json_status),
+            (Encoding::Binary, true, true)
+        );
         let p = WsProtocol::of(CHANNEL_V4);
-        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Binary, false, true));
+        assert_eq!(
+            (p.encoding, p.v5, p.json_status),
+            (Encoding::Binary, false, true)
+        );
         let p = WsProtocol::of(BASE64_V4);
-        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Base64, false, true));
+        assert_eq!(
+            (p.encoding, p.v5, p.json_status),
+            (Encoding::Base64, false, true)
+        );
         let p = WsProtocol::of(BASE64_V1);
-        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Base64, false, false));
+        assert_eq!(
+            (p.encoding, p.v5, p.json_status),
+            (Encoding::Base64, false, false)
+        );
         let p = WsProtocol::of("");
-        assert_eq!((p.encoding, p.v5, p.json_status), (Encoding::Binary, false, false));
+        assert_eq!(
+            (p.encoding, p.v5, p.json_status),
+            (Encoding::Binary, false, false)
+        );
     }
 }

@@ -27,7 +27,12 @@ pub struct WsByteStream<S> {
 impl<S> WsByteStream<S> {
     /// Wraps `ws`.
     pub fn new(ws: WebSocketStream<S>) -> Self {
-        WsByteStream { ws, pending: Bytes::new(), read_done: false, close_sent: false }
+        WsByteStream {
+            ws,
+            pending: Bytes::new(),
+            read_done: false,
+            close_sent: false,
+        }
     }
 }
 
@@ -41,7 +46,11 @@ fn to_io(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> AsyncRead for WsByteStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         while self.pending.is_empty() {
             if self.read_done {
                 return Poll::Ready(Ok(()));
@@ -70,7 +79,11 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> AsyncRead for WsBy
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> AsyncWrite for WsByteStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -89,7 +102,10 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> AsyncWrite for WsB
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.close_sent {
             ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
-            let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            };
             match Pin::new(&mut self.ws).start_send(Message::Close(Some(frame))) {
                 Ok(()) => {}
                 Err(e) => {

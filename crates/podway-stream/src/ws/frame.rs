@@ -81,13 +81,19 @@ pub fn decode(encoding: Encoding, v5: bool, msg: Message) -> Result<Inbound, Err
         return Ok(Inbound::Close { channel: data[1] });
     }
     match encoding {
-        Encoding::Binary => Ok(Inbound::Data { channel: first, payload: data.slice(1..) }),
+        Encoding::Binary => Ok(Inbound::Data {
+            channel: first,
+            payload: data.slice(1..),
+        }),
         Encoding::Base64 => {
             let Some(channel) = first.checked_sub(b'0') else {
                 return Ok(Inbound::Ignored);
             };
             match STANDARD.decode(&data[1..]) {
-                Ok(payload) => Ok(Inbound::Data { channel, payload: Bytes::from(payload) }),
+                Ok(payload) => Ok(Inbound::Data {
+                    channel,
+                    payload: Bytes::from(payload),
+                }),
                 Err(e) => {
                     tracing::debug!(error = %e, channel, "dropping undecodable base64 message");
                     Ok(Inbound::Ignored)
@@ -103,13 +109,27 @@ mod tests {
 
     #[test]
     fn binary_golden() {
-        assert_eq!(encode(Encoding::Binary, 1, b""), Message::Binary(Bytes::from_static(&[1])));
+        assert_eq!(
+            encode(Encoding::Binary, 1, b""),
+            Message::Binary(Bytes::from_static(&[1]))
+        );
         assert_eq!(
             encode(Encoding::Binary, 3, b"{}"),
             Message::Binary(Bytes::from_static(b"\x03{}"))
         );
-        let got = decode(Encoding::Binary, true, Message::Binary(Bytes::from_static(b"\x00hello\n"))).unwrap();
-        assert_eq!(got, Inbound::Data { channel: 0, payload: Bytes::from_static(b"hello\n") });
+        let got = decode(
+            Encoding::Binary,
+            true,
+            Message::Binary(Bytes::from_static(b"\x00hello\n")),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            Inbound::Data {
+                channel: 0,
+                payload: Bytes::from_static(b"hello\n")
+            }
+        );
     }
 
     #[test]
@@ -117,26 +137,67 @@ mod tests {
         assert_eq!(encode(Encoding::Base64, 1, b""), Message::text("1"));
         assert_eq!(encode(Encoding::Base64, 1, b"hi"), Message::text("1aGk="));
         // legacy port-forward first message for port 8080 on the data channel
-        assert_eq!(encode(Encoding::Base64, 0, &8080u16.to_le_bytes()), Message::text("0kB8="));
+        assert_eq!(
+            encode(Encoding::Base64, 0, &8080u16.to_le_bytes()),
+            Message::text("0kB8=")
+        );
         let got = decode(Encoding::Base64, false, Message::text("0aGk=")).unwrap();
-        assert_eq!(got, Inbound::Data { channel: 0, payload: Bytes::from_static(b"hi") });
-        assert_eq!(decode(Encoding::Base64, false, Message::text("0!!")).unwrap(), Inbound::Ignored);
+        assert_eq!(
+            got,
+            Inbound::Data {
+                channel: 0,
+                payload: Bytes::from_static(b"hi")
+            }
+        );
+        assert_eq!(
+            decode(Encoding::Base64, false, Message::text("0!!")).unwrap(),
+            Inbound::Ignored
+        );
     }
 
     #[test]
     fn text_frames_on_binary_protocols_and_empty() {
         let got = decode(Encoding::Binary, false, Message::text("\u{0}ls\n")).unwrap();
-        assert_eq!(got, Inbound::Data { channel: 0, payload: Bytes::from_static(b"ls\n") });
-        assert_eq!(decode(Encoding::Binary, true, Message::Binary(Bytes::new())).unwrap(), Inbound::Ignored);
+        assert_eq!(
+            got,
+            Inbound::Data {
+                channel: 0,
+                payload: Bytes::from_static(b"ls\n")
+            }
+        );
+        assert_eq!(
+            decode(Encoding::Binary, true, Message::Binary(Bytes::new())).unwrap(),
+            Inbound::Ignored
+        );
     }
 
     #[test]
     fn v5_close() {
         let close = Message::Binary(Bytes::from_static(&[0xFF, 0]));
-        assert_eq!(decode(Encoding::Binary, true, close.clone()).unwrap(), Inbound::Close { channel: 0 });
+        assert_eq!(
+            decode(Encoding::Binary, true, close.clone()).unwrap(),
+            Inbound::Close { channel: 0 }
+        );
         // not v5: 255 is just an unknown channel
-        assert!(matches!(decode(Encoding::Binary, false, close).unwrap(), Inbound::Data { channel: 255, .. }));
-        assert!(decode(Encoding::Binary, true, Message::Binary(Bytes::from_static(&[0xFF, 7]))).is_err());
-        assert!(decode(Encoding::Binary, true, Message::Binary(Bytes::from_static(&[0xFF, 0, 0]))).is_err());
+        assert!(matches!(
+            decode(Encoding::Binary, false, close).unwrap(),
+            Inbound::Data { channel: 255, .. }
+        ));
+        assert!(
+            decode(
+                Encoding::Binary,
+                true,
+                Message::Binary(Bytes::from_static(&[0xFF, 7]))
+            )
+            .is_err()
+        );
+        assert!(
+            decode(
+                Encoding::Binary,
+                true,
+                Message::Binary(Bytes::from_static(&[0xFF, 0, 0]))
+            )
+            .is_err()
+        );
     }
 }

@@ -20,18 +20,19 @@ pub use frame::{Encoding, Inbound, decode, encode};
 pub type UpgradedWebSocket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Validates a WebSocket upgrade request the way golang.org/x/net/websocket does (GET only,
-/// version 13, a key) and returns the `Sec-WebSocket-Accept` value, or the refusal to send.
-pub fn check_handshake<B>(req: &Request<B>) -> Result<String, Response<Body>> {
+/// version 13, a key) and returns the `Sec-WebSocket-Accept` value, or the status of the
+/// (empty-bodied) refusal to send, see [`empty`].
+pub fn check_handshake<B>(req: &Request<B>) -> Result<String, StatusCode> {
     if req.method() != Method::GET {
-        return Err(empty(StatusCode::METHOD_NOT_ALLOWED));
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
     }
     let version = req.headers().get(header::SEC_WEBSOCKET_VERSION);
     if version.map(|v| v.as_bytes()) != Some(b"13") {
-        return Err(empty(StatusCode::BAD_REQUEST));
+        return Err(StatusCode::BAD_REQUEST);
     }
     match req.headers().get(header::SEC_WEBSOCKET_KEY) {
         Some(key) if !key.is_empty() => Ok(derive_accept_key(key.as_bytes())),
-        _ => Err(empty(StatusCode::BAD_REQUEST)),
+        _ => Err(StatusCode::BAD_REQUEST),
     }
 }
 
@@ -60,7 +61,9 @@ pub fn switching(accept: &str, protocol: &str) -> Response<Body> {
 }
 
 /// Waits for hyper to hand over the connection and wraps it as a server-side WebSocket.
-pub async fn server_socket(on_upgrade: hyper::upgrade::OnUpgrade) -> Result<UpgradedWebSocket, Error> {
+pub async fn server_socket(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<UpgradedWebSocket, Error> {
     let upgraded = on_upgrade.await?;
     Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await)
 }

@@ -35,7 +35,10 @@ impl Drop for FakeApi {
 }
 
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("podway_stream=debug").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("podway_stream=debug")
+        .try_init();
 }
 
 impl FakeApi {
@@ -57,15 +60,20 @@ impl FakeApi {
         let log2 = log.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let log = log2.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let log = log.clone();
                         async move {
-                            let streaming = req.uri().path().ends_with("/exec") || req.uri().path().ends_with("/portforward");
+                            let streaming = req.uri().path().ends_with("/exec")
+                                || req.uri().path().ends_with("/portforward");
                             match backend {
-                                Some(b) if streaming => Ok::<_, Infallible>(proxy_to(req, b, log).await),
+                                Some(b) if streaming => {
+                                    Ok::<_, Infallible>(proxy_to(req, b, log).await)
+                                }
                                 _ => Ok::<_, Infallible>(route(req, port, log).await),
                             }
                         }
@@ -82,7 +90,12 @@ impl FakeApi {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n"
         );
         std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
-        FakeApi { port, log, task, dir }
+        FakeApi {
+            port,
+            log,
+            task,
+            dir,
+        }
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -91,7 +104,9 @@ impl FakeApi {
 
     /// A kubectl command of version `minor` against this server.
     pub fn kubectl(&self, minor: u32) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
+        let mut cmd = tokio::process::Command::new(format!(
+            "/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"
+        ));
         cmd.arg("--kubeconfig")
             .arg(self.kubeconfig())
             .arg("--cache-dir")
@@ -108,7 +123,8 @@ impl FakeApi {
 
 fn json(body: String) -> Response<Body> {
     let mut r = Response::new(Body::new(Bytes::from(body)));
-    r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().expect("static"));
     r
 }
 
@@ -134,12 +150,15 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
@@ -147,13 +166,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn proxy_to(req: Request<Incoming>, backend: u16, log: Arc<Mutex<Vec<String>>>) -> Response<Body> {
+async fn proxy_to(
+    req: Request<Incoming>,
+    backend: u16,
+    log: Arc<Mutex<Vec<String>>>,
+) -> Response<Body> {
     if let Ok(mut l) = log.lock() {
         l.push(format!("proxied {}", req.uri().path()));
     }
     let target: http::Uri = format!(
         "http://127.0.0.1:{backend}{}",
-        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
     )
     .parse()
     .expect("target uri");
@@ -172,7 +198,9 @@ fn describe(req: &Request<Incoming>, what: &str) -> String {
     match negotiate::transport(h) {
         Some(negotiate::Transport::WebSocket) => format!(
             "{what} websocket {}",
-            h.get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("")
+            h.get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
         ),
         Some(negotiate::Transport::Spdy) => format!(
             "{what} spdy {}",
@@ -232,7 +260,11 @@ async fn route(req: Request<Incoming>, port: u16, log: Arc<Mutex<Vec<String>>>) 
 }
 
 /// Runs `command` as a local process wired to the session streams.
-async fn run_local(command: Vec<String>, options: StreamOptions, streams: ServerStreams) -> Outcome {
+async fn run_local(
+    command: Vec<String>,
+    options: StreamOptions,
+    streams: ServerStreams,
+) -> Outcome {
     let Some((prog, args)) = command.split_first() else {
         return Outcome::Error("no command given".into());
     };
