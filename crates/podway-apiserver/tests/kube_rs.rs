@@ -64,13 +64,12 @@ async fn kube_rs_crud_patch_and_watch() {
         api_code(
             pods.create(&PostParams::default(), &pod("a"))
                 .await
-                .err()
-                .expect("dup")
+                .expect_err("dup")
         ),
         409
     );
     assert_eq!(
-        api_code(pods.get("missing").await.err().expect("missing")),
+        api_code(pods.get("missing").await.expect_err("missing")),
         404
     );
 
@@ -122,8 +121,7 @@ async fn kube_rs_crud_patch_and_watch() {
         api_code(
             pods.replace("a", &PostParams::default(), &stale)
                 .await
-                .err()
-                .expect("stale")
+                .expect_err("stale")
         ),
         409
     );
