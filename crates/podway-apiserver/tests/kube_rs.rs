@@ -136,7 +136,7 @@ async fn kube_rs_crud_patch_and_watch() {
             Some(Ok(watcher::Event::Apply(p))) => {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 seen_b |= name == "b";
-                seen_annotation |= p.metadata.annotations.is_some_and(|a| a.get("k").is_some());
+                seen_annotation |= p.metadata.annotations.is_some_and(|a| a.contains_key("k"));
             }
             Some(Ok(watcher::Event::Delete(p))) => {
                 assert_eq!(p.metadata.name.as_deref(), Some("a"));
