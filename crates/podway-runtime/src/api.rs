@@ -239,6 +239,7 @@ impl Runtime {
             config.data_dir.join("containers"),
             config.state_dir.join("runc"),
             config.state_dir.join("exec"),
+            config.state_dir.join("attach"),
         ] {
             crate::util::create_dir_all(&dir)?;
         }
@@ -319,16 +320,7 @@ impl Runtime {
     }
     /// Attaches `io` to the container's main process; returns when the client or the process ends.
     pub async fn attach(&self, id: &str, io: ProcessIo) -> Result<()> {
-        drop(io);
-        let info = crate::container::get(&self.inner, id)?;
-        if info.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
-        Err(Error::FailedPrecondition(format!(
-            "attach to container {id}: not supported yet by podway-runtime"
-        )))
+        crate::attach::attach(&self.inner, id, io).await
     }
     /// Connects to `localhost:port` inside the sandbox's network namespace.
     pub async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream> {

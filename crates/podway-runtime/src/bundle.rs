@@ -79,6 +79,9 @@ pub(crate) fn environment(
     if !hostname.is_empty() {
         set("HOSTNAME", hostname);
     }
+    if spec.tty {
+        set("TERM", "xterm");
+    }
     for kv in image.env.iter().flatten() {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         set(k, v);
@@ -169,7 +172,7 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         .build()
         .map_err(oci)?;
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(p.spec.tty)
         .args(args)
         .env(environment(p.spec, p.image, p.hostname))
         .cwd(cwd)

@@ -155,12 +155,6 @@ pub(crate) async fn create(
             "container in sandbox {sandbox_id}: empty name"
         )));
     }
-    if spec.tty {
-        return Err(Error::InvalidArgument(format!(
-            "container {:?}: containers on a terminal are not supported yet",
-            spec.name
-        )));
-    }
     if let Some(other) = inner.container_records()?.into_iter().find(|r| {
         r.sandbox_id == sandbox_id && r.spec.name == spec.name && r.spec.attempt == spec.attempt
     }) {
@@ -297,6 +291,17 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
     if let Some(log) = &record.spec.log_path {
         args.extend([OsStr::new("--log"), log.as_os_str()]);
     }
+    let attach = crate::attach::socket_path(&inner.config.state_dir, &id);
+    args.extend([OsStr::new("--attach"), attach.as_os_str()]);
+    for (flag, on) in [
+        ("--stdin", record.spec.stdin),
+        ("--stdin-once", record.spec.stdin_once),
+        ("--tty", record.spec.tty),
+    ] {
+        if on {
+            args.push(OsStr::new(flag));
+        }
+    }
     let what = format!("starting container {id}");
     let started = crate::detached::spawn(
         &inner.config.podway_bin,
@@ -393,6 +398,9 @@ pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
     .await
     .map_err(|e| Error::Command(format!("removing container {id}: {e}")))??;
     remove_cgroups(id);
+    let socket = crate::attach::socket_path(&inner.config.state_dir, id);
+    let _ = std::fs::remove_file(socket.with_extension("console"));
+    let _ = std::fs::remove_file(socket);
     tracing::info!(container = %id, "container removed");
     Ok(())
 }

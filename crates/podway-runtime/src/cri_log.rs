@@ -27,9 +27,15 @@ pub(crate) fn rfc3339_nano<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     out
 }
 
-/// Copies `src` (one stream of a container) into CRI records on `sink` until EOF.
-/// `stream` is `stdout` or `stderr`. A write error drops the rest of the output (still drained).
-pub(crate) fn copy_to_log<W: Write>(mut src: impl Read, stream: &str, sink: &Mutex<W>) {
+/// Copies `src` (one stream of a container) into CRI records on `sink` until EOF (or EIO, the
+/// end of a terminal), handing every chunk read to `tee` as well. `stream` is `stdout` or
+/// `stderr`. A write error drops the rest of the output (still drained).
+pub(crate) fn copy_to_log<W: Write>(
+    mut src: impl Read,
+    stream: &str,
+    sink: &Mutex<W>,
+    mut tee: impl FnMut(&[u8]),
+) {
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -37,11 +43,13 @@ pub(crate) fn copy_to_log<W: Write>(mut src: impl Read, stream: &str, sink: &Mut
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
             Err(e) => {
                 tracing::warn!(stream, error = %e, "reading container output");
                 break;
             }
         };
+        tee(&buf[..n]);
         pending.extend_from_slice(&buf[..n]);
         let mut start = 0;
         loop {
@@ -89,7 +97,7 @@ mod tests {
 
     fn records(input: &[u8]) -> Vec<(String, String, Vec<u8>)> {
         let sink = Mutex::new(Vec::new());
-        copy_to_log(input, "stdout", &sink);
+        copy_to_log(input, "stdout", &sink, |_| {});
         let out = sink.into_inner().unwrap_or_default();
         out.split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())

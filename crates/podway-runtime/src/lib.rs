@@ -6,6 +6,7 @@
 //! [`Runtime`] and its methods, [`ProcessIo`], [`images::ImageStore`], [`shim::main`], [`pause::main`].
 
 pub mod api;
+mod attach;
 mod bundle;
 mod container;
 mod cri_log;

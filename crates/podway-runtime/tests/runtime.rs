@@ -99,7 +99,17 @@ impl Fixture {
     }
 
     async fn container(&self, sandbox: &str, name: &str, cmd: &[&str]) -> String {
-        let spec = ContainerSpec {
+        self.container_with(sandbox, name, cmd, |_| {}).await
+    }
+
+    async fn container_with(
+        &self,
+        sandbox: &str,
+        name: &str,
+        cmd: &[&str],
+        tweak: impl FnOnce(&mut ContainerSpec),
+    ) -> String {
+        let mut spec = ContainerSpec {
             name: name.into(),
             image: "busybox:1.35".into(),
             command: cmd.iter().map(|s| s.to_string()).collect(),
@@ -107,6 +117,7 @@ impl Fixture {
             env: vec![("GREETING".into(), "hi there".into())],
             ..ContainerSpec::default()
         };
+        tweak(&mut spec);
         let id = self
             .rt()
             .create_container(sandbox, spec)
@@ -638,4 +649,129 @@ fn futures_lite_block<T>(
     fut: impl std::future::Future<Output = podway_runtime::Result<T>>,
 ) -> Option<T> {
     futures::executor::block_on(fut).ok()
+}
+
+#[tokio::test]
+async fn attach_to_stdin_and_tty_containers() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("attach").await;
+
+    // stdin + stdin_once, no tty: separate streams.
+    let id = f
+        .container_with(
+            &sandbox,
+            "reader",
+            &["sh", "-c", "read line; echo got $line; echo bye >&2"],
+            |s| {
+                s.stdin = true;
+                s.stdin_once = true;
+            },
+        )
+        .await;
+    let (mut client_in, attach_in) = tokio::io::duplex(1 << 16);
+    let (attach_out, mut client_out) = tokio::io::duplex(1 << 20);
+    let (attach_err, mut client_err) = tokio::io::duplex(1 << 20);
+    let io = ProcessIo {
+        stdin: Some(Box::new(attach_in)),
+        stdout: Some(Box::new(attach_out)),
+        stderr: Some(Box::new(attach_err)),
+        resize: None,
+    };
+    let rt = f.rt().clone();
+    let attach = tokio::spawn({
+        let id = id.clone();
+        async move { rt.attach(&id, io).await }
+    });
+    client_in
+        .write_all(b"hi\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    attach
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    let (mut out, mut err) = (String::new(), String::new());
+    client_out
+        .read_to_string(&mut out)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client_err
+        .read_to_string(&mut err)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((out.as_str(), err.as_str()), ("got hi\n", "bye\n"));
+    let c = eventually("reader to exit", || {
+        let c = futures_lite_block(f.rt().container(&id))?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await;
+    assert_eq!(c.exit_code, 0);
+
+    // A tty container: one stream, window size from the client, exit code kept.
+    let id = f
+        .container_with(&sandbox, "term", &["sh"], |s| {
+            s.stdin = true;
+            s.tty = true;
+        })
+        .await;
+    let (mut client_in, attach_in) = tokio::io::duplex(1 << 16);
+    let (attach_out, mut client_out) = tokio::io::duplex(1 << 20);
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    let io = ProcessIo {
+        stdin: Some(Box::new(attach_in)),
+        stdout: Some(Box::new(attach_out)),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    let rt = f.rt().clone();
+    let attach = tokio::spawn({
+        let id = id.clone();
+        async move { rt.attach(&id, io).await }
+    });
+    resize_tx
+        .send(WindowSize {
+            cols: 120,
+            rows: 30,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client_in
+        .write_all(b"stty size; echo $TERM; exit 7\r")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    attach
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    let mut out = String::new();
+    client_out
+        .read_to_string(&mut out)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("30 120\r\nxterm\r\n"), "{out:?}");
+    let c = eventually("term to exit", || {
+        let c = futures_lite_block(f.rt().container(&id))?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await;
+    assert_eq!(c.exit_code, 7);
+    let log = std::fs::read_to_string(f.log_path("term")).unwrap_or_default();
+    assert!(log.contains(" stdout F xterm"), "{log}");
+
+    // Attaching to an exited container is refused with its name.
+    let err = f.rt().attach(&id, ProcessIo::default()).await.err();
+    assert!(
+        matches!(&err, Some(Error::FailedPrecondition(m)) if m == &format!("container {id} is not running")),
+        "{err:?}"
+    );
+    f.rt()
+        .remove_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sockets = std::fs::read_dir(f.config.state_dir.join("attach"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(sockets, 0);
 }

@@ -1,0 +1,181 @@
+//! Attaching to a container's main process through its monitor's unix socket
+//! (`STATE/attach/<first 16 hex of the id>.sock`).
+//!
+//! Frames both ways: one kind byte, a big-endian u32 length, the payload. Client ⇒ shim:
+//! [`STDIN`] data, [`CLOSE_STDIN`], [`RESIZE`] (cols u16, rows u16). Shim ⇒ client: [`STDOUT`],
+//! [`STDERR`] data; the shim closes the socket when the container has exited.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::api::Inner;
+use crate::{ContainerState, Error, ProcessIo, Result, WindowSize};
+
+/// Bytes for the process's stdin.
+pub(crate) const STDIN: u8 = 0;
+/// Close the process's stdin.
+pub(crate) const CLOSE_STDIN: u8 = 1;
+/// A terminal size.
+pub(crate) const RESIZE: u8 = 2;
+/// Process stdout (or terminal output).
+pub(crate) const STDOUT: u8 = 3;
+/// Process stderr.
+pub(crate) const STDERR: u8 = 4;
+
+/// Largest payload accepted in one frame.
+pub(crate) const MAX_FRAME: usize = 1 << 20;
+
+/// Encodes one frame.
+pub(crate) fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.push(kind);
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads one frame from a blocking reader; `None` at EOF or on a malformed frame.
+pub(crate) fn read_frame(r: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).ok()?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return None;
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).ok()?;
+    Some((head[0], payload))
+}
+
+/// The attach socket of container `id`.
+pub(crate) fn socket_path(state_dir: &Path, id: &str) -> PathBuf {
+    let short = id.get(..16).unwrap_or(id);
+    state_dir.join("attach").join(format!("{short}.sock"))
+}
+
+/// Attaches `io` to container `id`; returns when the process ends or the client goes away.
+pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Result<()> {
+    let info = crate::container::get(inner, id)?;
+    if info.state != ContainerState::Running {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} is not running"
+        )));
+    }
+    if io.stdin.is_some() && !info.spec.stdin {
+        return Err(Error::InvalidArgument(format!(
+            "container {id} was not created with stdin open; attach without stdin"
+        )));
+    }
+    let path = socket_path(&inner.config.state_dir, id);
+    let socket = tokio::net::UnixStream::connect(&path)
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("attaching to container {id} ({})", path.display()),
+            source: e,
+        })?;
+    let (mut from_shim, to_shim) = socket.into_split();
+    let to_shim = Arc::new(tokio::sync::Mutex::new(to_shim));
+
+    let mut tasks = Vec::new();
+    if let Some(mut stdin) = io.stdin {
+        let to_shim = Arc::clone(&to_shim);
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if to_shim
+                    .lock()
+                    .await
+                    .write_all(&frame(STDIN, &buf[..n]))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = to_shim
+                .lock()
+                .await
+                .write_all(&frame(CLOSE_STDIN, &[]))
+                .await;
+        }));
+    }
+    if let Some(mut resize) = io.resize {
+        let to_shim = Arc::clone(&to_shim);
+        tasks.push(tokio::spawn(async move {
+            while let Some(WindowSize { cols, rows }) = resize.recv().await {
+                let mut payload = cols.to_be_bytes().to_vec();
+                payload.extend_from_slice(&rows.to_be_bytes());
+                if to_shim
+                    .lock()
+                    .await
+                    .write_all(&frame(RESIZE, &payload))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    let (mut stdout, mut stderr) = (io.stdout, io.stderr);
+    loop {
+        let mut head = [0u8; 5];
+        if from_shim.read_exact(&mut head).await.is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > MAX_FRAME {
+            break;
+        }
+        let mut payload = vec![0u8; len];
+        if from_shim.read_exact(&mut payload).await.is_err() {
+            break;
+        }
+        let out = match head[0] {
+            STDOUT => stdout.as_mut(),
+            STDERR => stderr.as_mut(),
+            _ => None,
+        };
+        if let Some(out) = out
+            && (out.write_all(&payload).await.is_err() || out.flush().await.is_err())
+        {
+            // The client went away.
+            break;
+        }
+    }
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut bytes = frame(STDIN, b"hello");
+        bytes.extend(frame(CLOSE_STDIN, b""));
+        let mut r = bytes.as_slice();
+        assert_eq!(read_frame(&mut r), Some((STDIN, b"hello".to_vec())));
+        assert_eq!(read_frame(&mut r), Some((CLOSE_STDIN, Vec::new())));
+        assert_eq!(read_frame(&mut r), None);
+    }
+
+    #[test]
+    fn short_socket_names() {
+        let id = "a".repeat(64);
+        let p = socket_path(Path::new("/run/podway"), &id);
+        assert_eq!(p, Path::new("/run/podway/attach/aaaaaaaaaaaaaaaa.sock"));
+    }
+}
