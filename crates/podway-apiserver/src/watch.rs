@@ -45,7 +45,10 @@ pub(crate) async fn watch(
     let requested = query
         .get("resourceVersion")
         .filter(|rv| !rv.is_empty() && *rv != "0");
+    // sendInitialEvents (WatchList): the current state first, then a bookmark marking its end.
+    let send_initial = query.flag("sendInitialEvents");
     let (initial, from) = match requested {
+        _ if send_initial => (current, list_rev),
         None => (current, list_rev),
         Some(rv) => {
             let rv = rv
@@ -67,7 +70,8 @@ pub(crate) async fn watch(
     let events = rest.store.watch(&prefix, from).await;
     let timeout = query.int("timeoutSeconds")?.filter(|t| *t > 0);
     let bookmarks = query.flag("allowWatchBookmarks") && !as_table;
-    tokio::spawn(watcher.run(initial, events, timeout, bookmarks));
+    let end_marker = send_initial && bookmarks;
+    tokio::spawn(watcher.run(initial, end_marker, events, timeout, bookmarks));
 
     let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -99,12 +103,20 @@ impl Watcher {
     async fn run(
         mut self,
         initial: Vec<Value>,
+        end_marker: bool,
         events: Result<EventStream, podway_store::Error>,
         timeout: Option<i64>,
         bookmarks: bool,
     ) {
         for obj in initial {
             if !self.send("ADDED", &obj).await {
+                return;
+            }
+        }
+        if end_marker {
+            let mut marker = self.bookmark();
+            marker["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            if !self.send("BOOKMARK", &marker).await {
                 return;
             }
         }
@@ -139,9 +151,7 @@ impl Watcher {
                     }
                 },
                 _ = bookmark.tick(), if bookmarks => {
-                    let obj = json!({"kind": self.kind.kind(), "apiVersion": "v1",
-                        "metadata": {"resourceVersion": self.last_revision.to_string()}});
-                    if !self.send("BOOKMARK", &obj).await {
+                    if !self.send("BOOKMARK", &self.bookmark()).await {
                         return;
                     }
                 }
@@ -149,6 +159,12 @@ impl Watcher {
                 _ = self.tx.closed() => return,
             }
         }
+    }
+
+    /// A BOOKMARK object at the last revision sent.
+    fn bookmark(&self) -> Value {
+        json!({"kind": self.kind.kind(), "apiVersion": "v1",
+               "metadata": {"resourceVersion": self.last_revision.to_string()}})
     }
 
     /// Translates one store event, honouring the selector like Kubernetes: an object that starts

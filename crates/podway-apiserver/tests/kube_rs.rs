@@ -147,4 +147,18 @@ async fn kube_rs_crud_patch_and_watch() {
         }
     }
     assert!(seen_b && seen_annotation);
+
+    // The streaming-list watcher (sendInitialEvents) gets the current state and its end marker.
+    let config = watcher::Config::default().streaming_lists();
+    let mut streaming = watcher(pods.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match streaming.try_next().await.expect("streaming watch event") {
+            Some(watcher::Event::InitApply(p)) => initial.extend(p.metadata.name),
+            Some(watcher::Event::InitDone) => break,
+            Some(_) => {}
+            None => panic!("streaming watch ended"),
+        }
+    }
+    assert_eq!(initial, ["b"]);
 }
