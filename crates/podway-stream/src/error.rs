@@ -15,6 +15,14 @@ pub enum Error {
     /// The SPDY layer failed.
     #[error("SPDY error: {0}")]
     Spdy(#[from] spdy::Error),
+    /// The server answered the upgrade request with something other than 101.
+    #[error("unable to upgrade connection: {status}: {body}")]
+    Refused {
+        /// The HTTP status.
+        status: http::StatusCode,
+        /// The response body (trimmed, bounded).
+        body: String,
+    },
     /// The peer broke the streaming protocol.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -6,6 +6,7 @@
 //! - [`portforward::serve`] answers a port-forward upgrade request and runs the session.
 //! - [`proxy::upgrade_proxy`] forwards an upgrade request to a backend and splices only after 101.
 
+mod client;
 mod error;
 mod io;
 pub mod negotiate;

@@ -7,6 +7,7 @@ use hyper::{Request, Response, body::Incoming};
 use crate::Body;
 use crate::negotiate::{self, Transport};
 
+pub mod client;
 mod legacy_ws;
 mod spdy_server;
 

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use crate::negotiate::{self, Transport, text_response};
 use crate::{Body, query};
 
+pub mod client;
 mod spdy_server;
 mod ws;
 

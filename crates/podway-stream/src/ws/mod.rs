@@ -11,10 +11,10 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use crate::{Body, Error};
 
 mod bytestream;
-mod frame;
+pub(crate) mod frame;
 
 pub use bytestream::WsByteStream;
-pub use frame::{Encoding, Inbound, decode, encode};
+pub use frame::{CLOSE_CHANNEL, Encoding, Inbound, decode, encode};
 
 /// A WebSocket over a hyper-upgraded connection.
 pub type UpgradedWebSocket = WebSocketStream<TokioIo<Upgraded>>;

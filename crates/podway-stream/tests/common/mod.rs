@@ -265,6 +265,9 @@ async fn run_local(
     options: StreamOptions,
     streams: ServerStreams,
 ) -> Outcome {
+    if command.first().map(String::as_str) == Some("podway-test-resize") {
+        return report_resizes(streams).await;
+    }
     let Some((prog, args)) = command.split_first() else {
         return Outcome::Error("no command given".into());
     };
@@ -312,4 +315,20 @@ async fn run_local(
         Ok(s) => Outcome::Exited(s.code().unwrap_or(128 + 9)),
         Err(e) => Outcome::Error(format!("waiting for the command failed: {e}")),
     }
+}
+
+/// Test command: writes the first two terminal sizes received as "WxH\n" lines to stdout.
+async fn report_resizes(streams: ServerStreams) -> Outcome {
+    let (Some(mut resize), Some(mut out)) = (streams.resize, streams.stdout) else {
+        return Outcome::Error("podway-test-resize needs a tty and stdout".into());
+    };
+    for _ in 0..2 {
+        let Some(size) = resize.recv().await else {
+            break;
+        };
+        let _ = out
+            .write_all(format!("{}x{}\n", size.width, size.height).as_bytes())
+            .await;
+    }
+    Outcome::Exited(0)
 }
