@@ -107,3 +107,18 @@ async fn kubectl_1_28_exec_spdy() {
         "{records:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reports_a_command_that_cannot_run() {
+    for spdy in [false, true] {
+        let api = FakeApi::start().await;
+        let run = kubectl_exec(&api, 32, spdy, None, &["/nonexistent/podway-test"]).await;
+        assert!(
+            run.stderr
+                .contains("Internal error occurred: error executing command in container:"),
+            "spdy={spdy}: {}",
+            run.stderr
+        );
+        assert_eq!(run.code, Some(1), "spdy={spdy}: {}", run.stderr);
+    }
+}
