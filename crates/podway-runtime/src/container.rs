@@ -22,6 +22,9 @@ pub(crate) struct ContainerRecord {
     pub sandbox_id: String,
     pub spec: ContainerSpec,
     pub image_id: String,
+    /// Digests (hex) of the layers its rootfs is made of: their snapshots stay while it exists.
+    #[serde(default)]
+    pub layers: Vec<String>,
     pub created_at: i64,
     pub started_at: i64,
     /// The container's init process and its start time.
@@ -244,6 +247,12 @@ fn build(
         sandbox_id: sandbox.id.clone(),
         spec,
         image_id: image.image.id,
+        layers: image
+            .layers
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect(),
         created_at: now_nanos(),
         started_at: 0,
         pid: 0,

@@ -17,6 +17,9 @@ use crate::{ContainerState, Error, ExecSyncOutput, ProcessIo, Result};
 /// Most bytes kept per stream by `exec_sync`.
 pub(crate) const EXEC_SYNC_CAP: usize = 16 * 1024 * 1024;
 
+/// How long output is still read after a timed-out process was killed.
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+
 /// Temporary files of one exec (`STATE/exec/<random>.{json,pid}`), removed on drop.
 pub(crate) struct ExecFiles {
     /// The process JSON.
@@ -142,7 +145,12 @@ pub(crate) async fn exec(
             () = tokio::time::sleep(limit) => {
                 timed_out = true;
                 files.kill();
-                run.await
+                // Children of the killed process may hold its output open: give up on them
+                // after a moment (dropping `run` kills runc, the process is gone already).
+                match tokio::time::timeout(DRAIN_AFTER_KILL, &mut run).await {
+                    Ok(status) => status,
+                    Err(_) => Ok(std::process::ExitStatus::default()),
+                }
             }
         },
     };

@@ -222,12 +222,14 @@ impl ImageStore {
                 "image {reference:?} is in use by container {container}"
             )));
         }
-        self.update_index(|index| {
-            index
-                .names
-                .retain(|name, _| !image.repo_tags.contains(name));
-            Ok(())
-        })
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        index
+            .names
+            .retain(|name, _| !image.repo_tags.contains(name));
+        write_json(&self.root.join("index.json"), &index)?;
+        tracing::info!(image = %reference, id = %image.id, "removed image");
+        self.collect_garbage(&index)
     }
 
     /// Imports an OCI image archive (a tar of an OCI layout), naming it `name` when given (else
@@ -235,6 +237,8 @@ impl ImageStore {
     pub fn import_archive(&self, archive: &Path, name: Option<&str>) -> Result<Image> {
         let what = || format!("importing {}", archive.display());
         let file = std::fs::File::open(archive).map_err(io_ctx(what()))?;
+        // Held for the whole import so that garbage collection never sees its blobs unnamed.
+        let _lock = self.lock()?;
         let mut tar = tar::Archive::new(file);
         let mut index_json = None;
         for entry in tar.entries().map_err(io_ctx(what()))? {
@@ -264,11 +268,12 @@ impl ImageStore {
         let (tagged, manifest) = self.pick_manifest(archive, &layout, name)?;
         let summary = self.summarise(&manifest)?;
         self.unpack_layers(&summary.layers)?;
-        self.update_index(|index| {
-            index.names.insert(tagged.clone(), manifest.clone());
-            Ok(())
-        })?;
+        let mut index = self.read_index()?;
+        index.names.insert(tagged.clone(), manifest.clone());
+        write_json(&self.root.join("index.json"), &index)?;
         tracing::info!(image = %tagged, id = %summary.id, "imported image");
+        // A name moved to a new image may leave the old one unnamed.
+        self.collect_garbage(&index)?;
         self.get(&tagged)?
             .ok_or_else(|| Error::NotFound(format!("image {tagged:?} after import")))
     }
@@ -479,8 +484,9 @@ impl ImageStore {
         Ok(read_json(&self.root.join("index.json"))?.unwrap_or_default())
     }
 
-    /// Read-modify-write of the index under an exclusive `flock`.
-    fn update_index(&self, change: impl FnOnce(&mut Index) -> Result<()>) -> Result<()> {
+    /// Takes the store's exclusive lock (`index.lock`, an `flock` released when the file closes);
+    /// every change of the index or the blobs happens under it.
+    fn lock(&self) -> Result<std::fs::File> {
         let lock_path = self.root.join("index.lock");
         let lock = std::fs::File::create(&lock_path)
             .map_err(io_ctx(format!("opening {}", lock_path.display())))?;
@@ -490,30 +496,78 @@ impl ImageStore {
                 std::io::Error::last_os_error(),
             ));
         }
-        let mut index = self.read_index()?;
-        change(&mut index)?;
-        write_json(&self.root.join("index.json"), &index)
+        Ok(lock)
+    }
+
+    /// Deletes blobs no named image refers to, and snapshots neither a named image nor a
+    /// container uses. Called with the lock held.
+    fn collect_garbage(&self, index: &Index) -> Result<()> {
+        let mut blobs = std::collections::BTreeSet::new();
+        let mut snapshots = std::collections::BTreeSet::new();
+        for manifest in index.names.values() {
+            blobs.insert(digest_hex(manifest)?.to_string());
+            let summary = self.summarise(manifest)?;
+            blobs.insert(digest_hex(&summary.id)?.to_string());
+            for layer in &summary.layers {
+                blobs.insert(digest_hex(layer)?.to_string());
+                snapshots.insert(digest_hex(layer)?.to_string());
+            }
+        }
+        for record in self.container_records()? {
+            let layers = record.get("layers").and_then(|l| l.as_array()).cloned();
+            for layer in layers.unwrap_or_default() {
+                if let Some(hex) = layer.as_str() {
+                    snapshots.insert(hex.to_string());
+                }
+            }
+        }
+        let blob_dir = self.root.join("blobs").join("sha256");
+        for (dir, keep) in [(&blob_dir, &blobs), (&self.snapshots, &snapshots)] {
+            let entries =
+                std::fs::read_dir(dir).map_err(io_ctx(format!("listing {}", dir.display())))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if keep.contains(&name) {
+                    continue;
+                }
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    crate::util::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                        .map_err(io_ctx(format!("removing {}", path.display())))
+                };
+                match removed {
+                    Ok(()) => tracing::debug!(path = %path.display(), "garbage collected"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The records (`container.json`) of every container, as JSON.
+    fn container_records(&self) -> Result<Vec<serde_json::Value>> {
+        let entries = match std::fs::read_dir(&self.containers) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_ctx(format!("listing {}", self.containers.display()))(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            if let Some(record) = read_json(&entry.path().join("container.json"))? {
+                out.push(record);
+            }
+        }
+        Ok(out)
     }
 
     /// A container (by id) whose record names the image `id`.
     fn container_using(&self, id: &str) -> Result<Option<String>> {
-        let entries = match std::fs::read_dir(&self.containers) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_ctx(format!("listing {}", self.containers.display()))(e)),
-        };
-        for entry in entries.flatten() {
-            let record: Option<serde_json::Value> =
-                read_json(&entry.path().join("container.json"))?;
-            if record
-                .as_ref()
-                .and_then(|r| r.get("image_id"))
-                .and_then(|v| v.as_str())
-                == Some(id)
-            {
-                return Ok(Some(entry.file_name().to_string_lossy().into_owned()));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .container_records()?
+            .into_iter()
+            .find(|r| r.get("image_id").and_then(|v| v.as_str()) == Some(id))
+            .and_then(|r| r.get("id").and_then(|v| v.as_str()).map(str::to_string)))
     }
 }

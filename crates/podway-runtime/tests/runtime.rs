@@ -268,6 +268,13 @@ async fn imports_the_demo_image() {
         .remove("busybox:1.35")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(images.list().unwrap_or_else(|e| panic!("{e}")).is_empty());
+    // Its blobs and snapshots are gone with it.
+    for dir in ["images/blobs/sha256", "snapshots"] {
+        let left = std::fs::read_dir(f.config.data_dir.join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "{dir}");
+    }
 }
 
 #[tokio::test]
@@ -344,7 +351,8 @@ async fn pod_with_logs_exec_port_forward_and_cleanup() {
     let out = rt
         .exec_sync(
             &id,
-            strings(&["sleep", "1000"]),
+            // The background child keeps the output open after the process is killed.
+            strings(&["sh", "-c", "sleep 1000 & sleep 1000"]),
             Some(Duration::from_millis(300)),
         )
         .await
@@ -623,6 +631,13 @@ async fn exits_errors_and_sandbox_removal() {
     let seen = String::from_utf8_lossy(&seen);
     assert_eq!(code, 0, "{seen}");
     assert!(seen.contains("40 100"), "{seen:?}");
+
+    // An image in use cannot be removed.
+    let err = f.rt().images().remove("busybox:1.35").err();
+    assert!(
+        matches!(&err, Some(Error::FailedPrecondition(m)) if m.contains("is in use by container")),
+        "{err:?}"
+    );
 
     // Removing the sandbox removes its containers and stops everything.
     let pause = f.rt().sandbox(&sandbox).await.map(|s| s.pid).unwrap_or(0);
