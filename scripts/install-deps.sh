@@ -20,3 +20,16 @@ fi
 if ! command -v kubectl >/dev/null && ! ls /usr/lib/google-cloud-sdk/bin/kubectl.1.* >/dev/null 2>&1; then
   echo "note: no kubectl found; podway works with any kubectl 1.20-1.33 (e.g. Debian's kubernetes-client)" >&2
 fi
+
+# Debian's kubectl 1.20 (SPDY only), for the interop tests: unpacked into a folder of its own,
+# never installed over the kubectl on PATH.
+kubectl_120=/opt/podway/kubectl-1.20
+if [ ! -x "$kubectl_120/usr/bin/kubectl" ]; then
+  echo "fetching Debian's kubectl 1.20 into $kubectl_120"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q kubernetes-client >/dev/null 2>&1) \
+    || { apt-get update -q >/dev/null && (cd "$tmp" && apt-get download -q kubernetes-client >/dev/null 2>&1); }
+  mkdir -p "$kubectl_120"
+  dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$kubectl_120"
+  rm -rf "$tmp"
+fi
