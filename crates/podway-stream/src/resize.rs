@@ -115,3 +115,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_chunking_yields_the_same_sizes(sizes in proptest::collection::vec((1u16.., 1u16..), 1..8), cut in proptest::collection::vec(1usize..16, 1..64)) {
+            let text: String = sizes.iter().map(|(w, h)| format!("{{\"Width\":{w},\"Height\":{h}}}\n")).collect();
+            let bytes = text.as_bytes();
+            let mut d = ResizeDecoder::default();
+            let mut got = Vec::new();
+            let mut pos = 0;
+            let mut cuts = cut.iter().cycle();
+            while pos < bytes.len() {
+                let n = (*cuts.next().unwrap()).min(bytes.len() - pos);
+                got.extend(d.feed(&bytes[pos..pos + n]));
+                pos += n;
+            }
+            let want: Vec<TerminalSize> = sizes.iter().map(|(w, h)| TerminalSize { width: *w, height: *h }).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

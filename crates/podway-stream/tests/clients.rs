@@ -302,3 +302,93 @@ async fn websocket_base64_v1_text_status() {
         "command terminated with non-zero exit code: error executing command [sh -c echo hi; exit 2], exit code 2"
     );
 }
+
+/// Sends a raw request head and returns the whole response (the server closes or answers).
+async fn raw_http(api: &FakeApi, head: &str) -> String {
+    let mut tcp = tcp(api).await;
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).await.expect("read");
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if n == 0
+            || text.split_once("\r\n\r\n").is_some_and(|(h, body)| {
+                let len = h
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                body.len() >= len
+            })
+        {
+            return text.into_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn refusals() {
+    let api = FakeApi::start().await;
+    let exec = "/api/v1/namespaces/default/pods/p/exec?command=ls";
+    // No overlap on SPDY: 403 with the accepted list.
+    let resp = raw_http(&api, &format!("POST {exec}&stdout=true HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v9.channel.k8s.io\r\nContent-Length: 0\r\n\r\n")).await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert!(
+        resp.contains("x-accepted-stream-protocol-versions: v4.channel.k8s.io"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains(
+            "unable to upgrade: unable to negotiate protocol: client supports [v9.channel.k8s.io]"
+        ),
+        "{resp}"
+    );
+    // No protocol header on SPDY: 400.
+    let resp = raw_http(&api, &format!("POST {exec}&stdout=true HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n")).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 400") && resp.contains("X-Stream-Protocol-Version is required"),
+        "{resp}"
+    );
+    // Unknown WebSocket subprotocol: 403.
+    let resp = raw_http(&api, &format!("GET {exec}&stdout=true HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v9.channel.k8s.io\r\n\r\n")).await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    // No streams requested: 400.
+    let resp = raw_http(&api, &format!("GET {exec} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 400")
+            && resp.contains("you must specify at least 1 of stdin, stdout, stderr"),
+        "{resp}"
+    );
+    // Not an upgrade: 400 naming the headers.
+    let resp = raw_http(
+        &api,
+        &format!("GET {exec}&stdout=true HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.1 400") && resp.contains("missing upgrade headers"),
+        "{resp}"
+    );
+    // Tunnel and legacy port-forward: legacy needs ports.
+    let resp = raw_http(&api, "GET /api/v1/namespaces/default/pods/p/portforward HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").await;
+    assert!(
+        resp.starts_with("HTTP/1.1 400") && resp.contains("query parameter \"port\" is required"),
+        "{resp}"
+    );
+    // The accept key of RFC 6455's example.
+    let resp = raw_http(&api, &format!("GET {exec}&stdout=true HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n")).await;
+    assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+    assert!(
+        resp.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("sec-websocket-protocol: v4.channel.k8s.io"),
+        "{resp}"
+    );
+}

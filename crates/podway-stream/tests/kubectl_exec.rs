@@ -122,3 +122,35 @@ async fn kubectl_reports_a_command_that_cannot_run() {
         assert_eq!(run.code, Some(1), "spdy={spdy}: {}", run.stderr);
     }
 }
+
+/// `kubectl exec -it` on a pseudo-terminal (util-linux `script`) of 100x30: the terminal size
+/// reaches the handler over WebSocket v5 (1.32) and SPDY (1.28).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_tty_sends_terminal_size() {
+    for minor in [32, 28] {
+        let api = FakeApi::start().await;
+        let kubectl = format!(
+            "stty cols 100 rows 30; /usr/lib/google-cloud-sdk/bin/kubectl.1.{minor} --kubeconfig {} --cache-dir {} exec -it p -- podway-test-resize 1",
+            api.kubeconfig().display(),
+            api.dir.path().join("cache").display()
+        );
+        let out = tokio::process::Command::new("script")
+            .args(["-qec", &kubectl, "/dev/null"])
+            .env("HOME", api.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("script");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("100x30"),
+            "kubectl 1.{minor}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let records = api.records();
+        assert_eq!(records.len(), 1, "{records:?}");
+    }
+}

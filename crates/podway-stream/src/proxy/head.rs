@@ -239,3 +239,34 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn head_parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let mut input: &[u8] = &data;
+                if let Ok((head, rest)) = read_response_head(&mut input).await {
+                    let _ = read_body(&mut input, &head, rest).await;
+                }
+            });
+        }
+
+        #[test]
+        fn chunked_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..64), 0..8)) {
+            let mut raw = Vec::new();
+            for c in &chunks {
+                raw.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                raw.extend_from_slice(c);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            prop_assert_eq!(dechunk(&raw).unwrap(), Some(chunks.concat()));
+        }
+    }
+}

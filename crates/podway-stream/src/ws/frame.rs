@@ -201,3 +201,26 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn channel_frames_round_trip(channel in 0u8..5, payload in proptest::collection::vec(any::<u8>(), 0..2048), base64 in any::<bool>(), v5 in any::<bool>()) {
+            let encoding = if base64 { Encoding::Base64 } else { Encoding::Binary };
+            let decoded = decode(encoding, v5 && !base64, encode(encoding, channel, &payload)).unwrap();
+            prop_assert_eq!(decoded, Inbound::Data { channel, payload: Bytes::from(payload) });
+        }
+
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64), v5 in any::<bool>()) {
+            let _ = decode(Encoding::Binary, v5, Message::Binary(Bytes::from(data.clone())));
+            if let Ok(text) = String::from_utf8(data) {
+                let _ = decode(Encoding::Base64, false, Message::text(text));
+            }
+        }
+    }
+}

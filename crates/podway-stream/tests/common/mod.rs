@@ -266,7 +266,8 @@ async fn run_local(
     streams: ServerStreams,
 ) -> Outcome {
     if command.first().map(String::as_str) == Some("podway-test-resize") {
-        return report_resizes(streams).await;
+        let count = command.get(1).and_then(|c| c.parse().ok()).unwrap_or(2);
+        return report_resizes(streams, count).await;
     }
     let Some((prog, args)) = command.split_first() else {
         return Outcome::Error("no command given".into());
@@ -317,12 +318,13 @@ async fn run_local(
     }
 }
 
-/// Test command: writes the first two terminal sizes received as "WxH\n" lines to stdout.
-async fn report_resizes(streams: ServerStreams) -> Outcome {
+/// Test command `podway-test-resize [N]`: writes the first N (default 2) terminal sizes
+/// received as "WxH\n" lines to stdout.
+async fn report_resizes(streams: ServerStreams, count: usize) -> Outcome {
     let (Some(mut resize), Some(mut out)) = (streams.resize, streams.stdout) else {
         return Outcome::Error("podway-test-resize needs a tty and stdout".into());
     };
-    for _ in 0..2 {
+    for _ in 0..count {
         let Some(size) = resize.recv().await else {
             break;
         };
