@@ -274,6 +274,12 @@ pub(crate) async fn start(inner: &Arc<Inner>, id: &str) -> Result<()> {
             info.state
         )));
     }
+    if !inner.sandbox_record(&record.sandbox_id)?.ready() {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id}: its sandbox {} is not ready",
+            record.sandbox_id
+        )));
+    }
     let task = {
         let inner = Arc::clone(inner);
         tokio::task::spawn_blocking(move || start_shim(&inner, record))

@@ -4,7 +4,7 @@
 //! written through a temporary file and a rename) and `index.json`, a map of normalised names to
 //! manifest digests, rewritten atomically under `index.lock` and re-read on every lookup so that
 //! `podway image import` in another process is seen by a running runtime. Layers are unpacked
-//! once each into `DATA/snapshots/<hex>/` (see [`crate::snapshots`]).
+//! once each into `DATA/snapshots/<hex>/` (overlayfs whiteouts).
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::AsRawFd;

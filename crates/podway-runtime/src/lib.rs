@@ -1,9 +1,31 @@
 //! The container runtime: content-addressed images, overlayfs snapshots, pod sandboxes held by a
 //! `podway pause` process, containers run through an OCI runtime CLI (runc) under a detached
-//! per-pod monitor (`podway shim`), and the exec / attach / port-forward / log primitives.
+//! monitor (`podway shim`, one per container for now), and the exec / attach / port-forward /
+//! log primitives.
 //!
 //! CONTRACT (fixed by the lead; `podway-cri` and the `podway` binary compile against it):
 //! [`Runtime`] and its methods, [`ProcessIo`], [`images::ImageStore`], [`shim::main`], [`pause::main`].
+//!
+//! On disk (`DATA` = [`RuntimeConfig::data_dir`], `STATE` = [`RuntimeConfig::state_dir`]):
+//!
+//! ```text
+//! DATA/images/blobs/sha256/<hex>      blobs, digest-verified, written by temp file + rename
+//! DATA/images/index.json              { "names": { "docker.io/library/busybox:1.35": "sha256:<manifest>" } }
+//! DATA/images/index.lock              flock held by imports, removals and garbage collection
+//! DATA/snapshots/<layer hex>/         each layer unpacked once (overlayfs whiteouts)
+//! DATA/sandboxes/<id>/sandbox.json    spec, pause pid + start time, stopped flag
+//! DATA/sandboxes/<id>/{hostname,hosts,resolv.conf,pause.log}
+//! DATA/containers/<id>/container.json spec, image id, layers, pids + start times, start error
+//! DATA/containers/<id>/config.json    the OCI bundle (rootfs/ = overlay of snapshots + upper/ work/)
+//! DATA/containers/<id>/exit.json      written by the shim: exit code, finish time
+//! DATA/containers/<id>/{shim.log,runc.log,init.pid}
+//! STATE/runc/                         runc --root
+//! STATE/attach/<id[..16]>.sock        the shim's attach socket (.console: runc's console socket)
+//! STATE/exec/                         process.json and pid files of running execs
+//! ```
+//!
+//! Nothing is held in memory: every call reads the records and checks the recorded processes
+//! (pid + start time), so a reopened runtime finds the containers its monitors kept running.
 
 pub mod api;
 mod attach;

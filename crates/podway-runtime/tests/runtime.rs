@@ -632,6 +632,46 @@ async fn exits_errors_and_sandbox_removal() {
     assert_eq!(code, 0, "{seen}");
     assert!(seen.contains("40 100"), "{seen:?}");
 
+    // A command that does not exist: the start fails with runc's reason, recorded as StartError.
+    let spec = ContainerSpec {
+        name: "broken".into(),
+        image: "busybox:1.35".into(),
+        command: strings(&["/no/such/binary"]),
+        ..ContainerSpec::default()
+    };
+    let broken = f
+        .rt()
+        .create_container(&sandbox, spec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = f
+        .rt()
+        .start_container(&broken)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.starts_with(&format!("starting container {broken}: "))
+                && e.contains("/no/such/binary")),
+        "{err:?}"
+    );
+    let c = f
+        .rt()
+        .container(&broken)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (c.state, c.reason.as_str()),
+        (ContainerState::Exited, "StartError")
+    );
+    assert!(c.message.contains("/no/such/binary"), "{}", c.message);
+    f.rt()
+        .remove_container(&broken)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!Path::new(&format!("/sys/fs/cgroup/memory/podway/{broken}")).exists());
+
     // An image in use cannot be removed.
     let err = f.rt().images().remove("busybox:1.35").err();
     assert!(
