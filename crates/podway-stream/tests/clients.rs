@@ -392,3 +392,54 @@ async fn refusals() {
         "{resp}"
     );
 }
+
+/// Old SPDY protocol versions: text status on failure (v2/v3), no error text at all (v1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spdy_old_versions() {
+    let api = FakeApi::start().await;
+    let path = "/api/v1/namespaces/default/pods/p/exec?command=sh&command=-c&command=cat%3B%20exit%204&stdin=true&stdout=true";
+    let options = StreamOptions {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: false,
+    };
+    for (protocols, expect_text) in [
+        (&["v5.channel.k8s.io"][..], false),
+        (&["v3.channel.k8s.io"][..], true),
+        (&["v2.channel.k8s.io"][..], true),
+        (&["channel.k8s.io"][..], false),
+    ] {
+        let req = request(&api, path);
+        let transport = ClientTransport::SpdyProtocols(protocols);
+        let (streams, done) = connect(tcp(&api).await, &req, options, transport)
+            .await
+            .expect("connect");
+        assert_eq!(done.protocol(), protocols[0]);
+        let mut stdin = streams.stdin.expect("stdin");
+        let version_one = protocols[0] == "channel.k8s.io";
+        if !version_one {
+            stdin.write_all(b"data").await.expect("write");
+            stdin.shutdown().await.expect("close");
+        }
+        let mut out = String::new();
+        streams
+            .stdout
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .await
+            .expect("read");
+        if !version_one {
+            assert_eq!(out, "data");
+        }
+        let outcome = done.outcome().await.expect("outcome");
+        match (protocols[0], expect_text) {
+            ("v5.channel.k8s.io", _) => assert_eq!(outcome, Outcome::Exited(4)),
+            (_, true) => assert_eq!(
+                outcome,
+                Outcome::Error("command terminated with non-zero exit code: error executing command [sh -c cat; exit 4], exit code 4".into())
+            ),
+            (_, false) => assert_eq!(outcome, Outcome::Exited(0), "v1 clients never see the status"),
+        }
+    }
+}

@@ -23,6 +23,8 @@ pub enum ClientTransport {
     WebSocket,
     /// SPDY/3.1 offering `v4`, `v3`, `v2`, `channel.k8s.io`.
     Spdy,
+    /// SPDY/3.1 offering exactly these protocols, in this order (for old servers and tests).
+    SpdyProtocols(&'static [&'static str]),
 }
 
 /// The client's ends of the standard streams.
@@ -112,7 +114,18 @@ where
     };
     match transport {
         ClientTransport::WebSocket => connect_ws(io, req, options).await,
-        ClientTransport::Spdy => connect_spdy(io, req, options).await,
+        ClientTransport::Spdy => {
+            connect_spdy(
+                io,
+                req,
+                options,
+                &[CHANNEL_V4, CHANNEL_V3, CHANNEL_V2, CHANNEL_V1],
+            )
+            .await
+        }
+        ClientTransport::SpdyProtocols(protocols) => {
+            connect_spdy(io, req, options, protocols).await
+        }
     }
 }
 
@@ -246,12 +259,12 @@ async fn connect_spdy<IO>(
     io: IO,
     req: &Request<()>,
     options: StreamOptions,
+    protocols: &[&str],
 ) -> Result<(ClientStreams, Completion), Error>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (io, protocol) =
-        client::spdy(io, req, &[CHANNEL_V4, CHANNEL_V3, CHANNEL_V2, CHANNEL_V1]).await?;
+    let (io, protocol) = client::spdy(io, req, protocols).await?;
     let version = match protocol.as_str() {
         CHANNEL_V1 => 1,
         CHANNEL_V2 => 2,
