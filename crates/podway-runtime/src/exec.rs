@@ -20,12 +20,14 @@ pub(crate) const EXEC_SYNC_CAP: usize = 16 * 1024 * 1024;
 /// How long output is still read after a timed-out process was killed.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
 
-/// Temporary files of one exec (`STATE/exec/<random>.{json,pid}`), removed on drop.
+/// Temporary files of one exec (`STATE/exec/<random>.{json,pid}`), removed on drop; dropped
+/// before [`ExecFiles::finished`] (the caller went away), it kills the exec'd process too.
 pub(crate) struct ExecFiles {
     /// The process JSON.
     pub process: PathBuf,
     /// runc's pid file.
     pub pid: PathBuf,
+    finished: bool,
 }
 
 impl ExecFiles {
@@ -36,7 +38,13 @@ impl ExecFiles {
         Ok(ExecFiles {
             process: dir.join(format!("{name}.json")),
             pid: dir.join(format!("{name}.pid")),
+            finished: false,
         })
+    }
+
+    /// Marks the process as gone (runc exec returned).
+    pub(crate) fn finished(&mut self) {
+        self.finished = true;
     }
 
     /// Kills the exec'd process (its pid from runc's pid file), if it started.
@@ -52,6 +60,9 @@ impl ExecFiles {
 
 impl Drop for ExecFiles {
     fn drop(&mut self) {
+        if !self.finished {
+            self.kill();
+        }
         let _ = std::fs::remove_file(&self.process);
         let _ = std::fs::remove_file(&self.pid);
     }
@@ -72,6 +83,13 @@ pub(crate) fn process_json(
         .clone()
         .ok_or_else(|| Error::Command(format!("container {id} has no process in config.json")))?;
     process.set_args(Some(cmd));
+    if terminal {
+        let mut env = process.env().clone().unwrap_or_default();
+        if !env.iter().any(|kv| kv.starts_with("TERM=")) {
+            env.push("TERM=xterm".to_string());
+            process.set_env(Some(env));
+        }
+    }
     process.set_terminal(Some(terminal));
     serde_json::to_vec(&process)
         .map_err(|e| Error::Command(format!("encoding the exec process of container {id}: {e}")))
@@ -100,7 +118,7 @@ pub(crate) async fn exec(
     if tty {
         return crate::tty::exec(inner, id, cmd, io).await;
     }
-    let files = ExecFiles::new(&inner.config.state_dir)?;
+    let mut files = ExecFiles::new(&inner.config.state_dir)?;
     crate::util::write_atomic(&files.process, &process_json(inner, id, cmd, false)?)?;
     let stdio = |wanted: bool| {
         if wanted {
@@ -157,6 +175,7 @@ pub(crate) async fn exec(
     if let Some(pump) = stdin_pump {
         pump.abort();
     }
+    files.finished();
     let status = status.map_err(io_ctx(format!("exec in container {id}: waiting for runc")))?;
     if timed_out {
         return Ok(-1);

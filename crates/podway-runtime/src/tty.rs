@@ -22,7 +22,7 @@ pub(crate) async fn exec(
     cmd: Vec<String>,
     io: ProcessIo,
 ) -> Result<i32> {
-    let files = crate::exec::ExecFiles::new(&inner.config.state_dir)?;
+    let mut files = crate::exec::ExecFiles::new(&inner.config.state_dir)?;
     crate::util::write_atomic(
         &files.process,
         &crate::exec::process_json(inner, id, cmd, true)?,
@@ -81,6 +81,7 @@ pub(crate) async fn exec(
     }
     let output = copy_out(&master, io.stdout);
     let (_, status) = tokio::join!(output, child.wait());
+    files.finished();
     for task in side_tasks {
         task.abort();
     }

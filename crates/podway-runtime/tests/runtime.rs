@@ -388,6 +388,27 @@ async fn pod_with_logs_exec_port_forward_and_cleanup() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((code, echoed.as_str()), (0, "ping through stdin\n"));
 
+    // A caller that goes away (the exec future dropped) takes its process with it.
+    let gone = tokio::time::timeout(
+        Duration::from_millis(500),
+        rt.exec(&id, strings(&["sleep", "999"]), false, ProcessIo::default()),
+    )
+    .await;
+    assert!(gone.is_err());
+    let mut left = String::from("sleep 999");
+    for _ in 0..100 {
+        let ps = rt
+            .exec_sync(&id, strings(&["ps", "-o", "args"]), None)
+            .await
+            .unwrap_or_else(|e| panic!("ps: {e}"));
+        left = String::from_utf8_lossy(&ps.stdout).into_owned();
+        if !left.contains("sleep 999") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!left.contains("sleep 999"), "{left}");
+
     // port-forward to busybox httpd listening on the pod's loopback.
     let out = rt
         .exec_sync(
