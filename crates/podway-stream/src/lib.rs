@@ -5,6 +5,17 @@
 //! - [`remotecommand::serve`] answers an exec/attach upgrade request and runs the session.
 //! - [`portforward::serve`] answers a port-forward upgrade request and runs the session.
 //! - [`proxy::upgrade_proxy`] forwards an upgrade request to a backend and splices only after 101.
+//!
+//! Beyond the contract:
+//! - [`remotecommand::client::connect`] and [`portforward::client::PortForwardClient`] are the
+//!   client halves (WebSocket v5/v4 and SPDY v4…v1 for exec/attach; SPDY and the
+//!   SPDY-over-WebSocket tunnel for port-forward) over any connected byte stream.
+//! - [`negotiate`] holds the protocol tokens, the negotiation rules and the refusal responses of
+//!   Kubernetes servers; [`status`] the exact status documents; [`ws`] the WebSocket handshake,
+//!   channel framing and [`ws::WsByteStream`] (a WebSocket as a byte stream).
+//!
+//! Servers are hyper handlers: serve the connection with `.with_upgrades()`, return the
+//! [`Body`] response, and the session runs on a spawned task after the 101.
 
 mod client;
 mod error;

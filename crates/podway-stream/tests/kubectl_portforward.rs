@@ -89,8 +89,13 @@ async fn roundtrip(local: u16, payload: &[u8]) -> Vec<u8> {
 
 async fn forwards_bytes(minor: u32, spdy: bool) -> Vec<String> {
     let api = FakeApi::start().await;
+    forwards_bytes_via(&api, minor, spdy).await;
+    api.records()
+}
+
+async fn forwards_bytes_via(api: &FakeApi, minor: u32, spdy: bool) {
     let echo = echo_server().await;
-    let (mut child, local, _stderr) = start_forward(&api, minor, spdy, echo.port).await;
+    let (mut child, local, _stderr) = start_forward(api, minor, spdy, echo.port).await;
     assert_eq!(roundtrip(local, b"ping0\n").await, b"ping0\n");
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(roundtrip(local, &big).await, big);
@@ -101,7 +106,24 @@ async fn forwards_bytes(minor: u32, spdy: bool) -> Vec<String> {
         (&b"first"[..], &b"second"[..])
     );
     let _ = child.kill().await;
-    api.records()
+}
+
+/// The same through an upgrade-proxy hop (API server → node shape), tunnel and SPDY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_through_proxy() {
+    for (minor, spdy, record) in [
+        (
+            32,
+            false,
+            "portforward websocket SPDY/3.1+portforward.k8s.io",
+        ),
+        (28, false, "portforward spdy portforward.k8s.io"),
+    ] {
+        let backend = FakeApi::start().await;
+        let front = FakeApi::start_proxy(backend.port).await;
+        forwards_bytes_via(&front, minor, spdy).await;
+        assert_eq!(backend.records(), vec![record.to_string()]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::{Body, Error};
 
@@ -65,5 +65,11 @@ pub async fn server_socket(
     on_upgrade: hyper::upgrade::OnUpgrade,
 ) -> Result<UpgradedWebSocket, Error> {
     let upgraded = on_upgrade.await?;
-    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
 }
+
+/// Largest inbound message accepted, as Go's WebSocket servers (`DefaultMaxPayloadBytes`).
+pub const MAX_MESSAGE: usize = 32 << 20;
