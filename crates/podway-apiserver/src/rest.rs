@@ -166,7 +166,7 @@ impl Rest {
         if let Some(ns) = ns.as_deref().filter(|_| kind.namespaced()) {
             self.check_namespace_open(ns).await?;
         }
-        if query.get("dryRun").is_some() {
+        if dry_run(query) {
             return Ok(obj);
         }
         let key = kind.key(ns.as_deref(), &obj_name);
@@ -206,6 +206,7 @@ impl Rest {
         target: &Target,
         obj_name: &str,
         body: &[u8],
+        query: &Query,
     ) -> Result<Value, ApiError> {
         let new = parse_object(target.kind, body)?;
         if !name(&new).is_empty() && name(&new) != obj_name {
@@ -225,7 +226,8 @@ impl Rest {
         if precondition.is_some_and(|p| p != rev) {
             return Err(ApiError::conflict(target.kind.plural(), obj_name));
         }
-        self.write_update(target, obj_name, old, new, rev).await
+        self.write_update(target, obj_name, old, new, rev, dry_run(query))
+            .await
     }
 
     /// PATCH: applies a patch to the current object, retrying when it changes concurrently.
@@ -262,7 +264,10 @@ impl Rest {
             }
             let mut new = old.clone();
             patch_type.apply(&mut new, &patch)?;
-            match self.write_update(target, obj_name, old, new, rev).await {
+            match self
+                .write_update(target, obj_name, old, new, rev, dry_run(query))
+                .await
+            {
                 Err(e) if e.reason == "Conflict" && user_rv.is_none() => continue,
                 other => return other.map(|v| (200, v)),
             }
@@ -271,7 +276,7 @@ impl Rest {
     }
 
     /// Builds the updated object from `old` and `new` per the update rules, validates and stores it
-    /// with `rev` as the precondition.
+    /// with `rev` as the precondition (or, for a dry run, only returns it).
     async fn write_update(
         &self,
         target: &Target,
@@ -279,6 +284,7 @@ impl Rest {
         old: Value,
         new: Value,
         rev: u64,
+        dry_run: bool,
     ) -> Result<Value, ApiError> {
         let kind = target.kind;
         let status_only = target.subresource.as_deref() == Some("status");
@@ -323,6 +329,9 @@ impl Rest {
         validate(kind, &result)?;
         if kind == Kind::Pod && !status_only {
             validate_pod_update(&old, &result)?;
+        }
+        if dry_run {
+            return Ok(result);
         }
         let key = kind.key(target.ns(), obj_name);
         let new_rev = self
@@ -371,6 +380,14 @@ impl Rest {
         for _ in 0..PATCH_RETRIES {
             let (mut obj, rev) = self.read(kind, target.ns(), obj_name).await?;
             check_preconditions(kind, obj_name, &obj, rev, &options)?;
+            let dry = dry_run(query)
+                || options
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|d| !d.is_empty());
+            if dry {
+                return Ok(obj);
+            }
             let graceful = match kind {
                 Kind::Pod => self.pod_grace(&obj, grace_option),
                 Kind::Namespace => self.namespace_has_pods(obj_name).await?.then_some(0),
@@ -526,6 +543,11 @@ fn check_preconditions(
         ));
     }
     Ok(())
+}
+
+/// Whether the request asks for a dry run (`dryRun=All`): validate and answer, store nothing.
+fn dry_run(query: &Query) -> bool {
+    query.get("dryRun").is_some_and(|d| !d.is_empty())
 }
 
 /// Parses a request body as an object of `kind` (kind and apiVersion checked when present).

@@ -328,7 +328,10 @@ async fn resource(
         Method::GET => Ok(json(200, &rest.get(&target, &obj_name, as_table).await?)),
         Method::PUT => {
             let bytes = body(req).await?;
-            Ok(json(200, &rest.replace(&target, &obj_name, &bytes).await?))
+            Ok(json(
+                200,
+                &rest.replace(&target, &obj_name, &bytes, &query).await?,
+            ))
         }
         Method::PATCH => {
             let bytes = body(req).await?;

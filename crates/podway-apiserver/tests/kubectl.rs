@@ -210,6 +210,15 @@ async fn kubectl_manages_pods_and_namespaces() {
     assert_eq!(app, "ssa");
     c.ok(&["delete", "pod", "ssa"]).await;
 
+    // Server dry runs change nothing.
+    let dry = c.write("dry.yaml", &POD.replace("app: demo", "app: dry"));
+    c.ok(&["apply", "--dry-run=server", "-f", &dry]).await;
+    c.ok(&["delete", "pod", "web", "--dry-run=server"]).await;
+    let app = c
+        .ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.labels.app}"])
+        .await;
+    assert_eq!(app, "demo2");
+
     // An unscheduled pod is deleted at once.
     assert_eq!(
         c.ok(&["delete", "pod", "web"]).await.trim(),
