@@ -36,11 +36,20 @@ async fn kubectl_exec(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn kubectl");
-    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
-        w.write_all(data).await.expect("write stdin");
-        drop(w);
-    }
+    // Feed stdin while the output is read, so that neither side waits on the other.
+    let feeder = match (stdin, child.stdin.take()) {
+        (Some(data), Some(mut w)) => {
+            let data = data.to_vec();
+            Some(tokio::spawn(async move {
+                let _ = w.write_all(&data).await;
+            }))
+        }
+        _ => None,
+    };
     let out = child.wait_with_output().await.expect("kubectl output");
+    if let Some(f) = feeder {
+        f.await.expect("stdin feeder");
+    }
     Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -152,5 +161,32 @@ async fn kubectl_tty_sends_terminal_size() {
         );
         let records = api.records();
         assert_eq!(records.len(), 1, "{records:?}");
+    }
+}
+
+/// 32 MiB of stdout, and 8 MiB of stdin echoed back, over WebSocket v5 and SPDY: nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_large_transfers() {
+    for spdy in [false, true] {
+        let api = FakeApi::start().await;
+        let run = kubectl_exec(
+            &api,
+            32,
+            spdy,
+            None,
+            &["sh", "-c", "head -c 33554432 /dev/zero | tr '\\0' x"],
+        )
+        .await;
+        assert_eq!(run.code, Some(0), "spdy={spdy}: {}", run.stderr);
+        assert_eq!(run.stdout.len(), 32 << 20, "spdy={spdy}");
+        assert!(run.stdout.bytes().all(|b| b == b'x'));
+        let input: Vec<u8> = (0..(8u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
+        let run = kubectl_exec(&api, 32, spdy, Some(&input), &["cat"]).await;
+        assert_eq!(run.code, Some(0), "spdy={spdy}: {}", run.stderr);
+        assert!(
+            run.stdout.as_bytes() == input.as_slice(),
+            "spdy={spdy}: {} bytes back",
+            run.stdout.len()
+        );
     }
 }
