@@ -57,7 +57,9 @@ fn unpack_layer(blob: &Path, dest: &Path) -> Result<()> {
         let mut entry = entry.map_err(io_ctx(context()))?;
         let path = entry.path().map_err(io_ctx(context()))?.into_owned();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            entry.unpack_in(dest).map_err(io_ctx(context()))?;
+            entry
+                .unpack_in(dest)
+                .map_err(|e| with_cause(e, context()))?;
             continue;
         };
         if let Some(hidden) = name.strip_prefix(".wh.") {
@@ -76,9 +78,20 @@ fn unpack_layer(blob: &Path, dest: &Path) -> Result<()> {
         }
         entry
             .unpack_in(dest)
-            .map_err(io_ctx(format!("{}: {path:?}", context())))?;
+            .map_err(|e| with_cause(e, format!("{}: {path:?}", context())))?;
     }
     Ok(())
+}
+
+/// [`Error::Io`] whose text also names the causes the tar crate wraps ("failed to unpack …").
+fn with_cause(e: std::io::Error, context: String) -> Error {
+    let mut context = context;
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        context = format!("{context}: {c}");
+        cause = c.source();
+    }
+    Error::Io { context, source: e }
 }
 
 /// `base/rel` if `rel` stays inside `base`.

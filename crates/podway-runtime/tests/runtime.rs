@@ -851,3 +851,198 @@ async fn attach_to_stdin_and_tty_containers() {
         .unwrap_or(0);
     assert_eq!(sockets, 0);
 }
+
+/// A tar header owned by root.
+fn header() -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+/// A tar with `entries` (path, contents; `None` = folder) and busybox as `/bin/sh` when asked.
+fn layer_tar(entries: &[(&str, Option<&[u8]>)], with_busybox: bool) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in entries {
+        let mut h = header();
+        match data {
+            Some(data) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, *data)
+            }
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, path, &[][..])
+            }
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    if with_busybox {
+        let busybox = std::fs::read("/bin/busybox").unwrap_or_else(|e| panic!("busybox: {e}"));
+        let mut h = header();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(busybox.len() as u64);
+        b.append_data(&mut h, "bin/sh", busybox.as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// An OCI layout archive of `layers` (media type, bytes) with Cmd `cmd`, annotated `ref_name`.
+fn oci_archive(path: &Path, layers: &[(&str, Vec<u8>)], cmd: &[&str], ref_name: &str) {
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Cmd": cmd, "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": [] }
+    });
+    let config = serde_json::to_vec(&config).unwrap_or_default();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha256(&config), "size": config.len() },
+        "layers": layers.iter().map(|(mt, data)| serde_json::json!({
+            "mediaType": mt, "digest": sha256(data), "size": data.len() })).collect::<Vec<_>>()
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap_or_default();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": sha256(&manifest), "size": manifest.len(),
+                        "annotations": { "org.opencontainers.image.ref.name": ref_name } }]
+    });
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: String, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add(
+        "index.json".into(),
+        &serde_json::to_vec(&index).unwrap_or_default(),
+    );
+    for blob in [config.as_slice(), manifest.as_slice()]
+        .into_iter()
+        .chain(layers.iter().map(|(_, d)| d.as_slice()))
+    {
+        add(format!("blobs/{}", sha256(blob).replace(':', "/")), blob);
+    }
+    std::fs::write(path, b.into_inner().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn layered_image_with_whiteouts_and_gzip() {
+    let f = Fixture::new().await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(
+        &mut gz,
+        &layer_tar(
+            &[
+                ("etc", None),
+                ("etc/a", Some(b"a")),
+                ("etc/b", Some(b"b")),
+                ("d", None),
+                ("d/x", Some(b"x")),
+            ],
+            true,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lower = gz.finish().unwrap_or_else(|e| panic!("{e}"));
+    let upper = layer_tar(
+        &[
+            ("etc/.wh.a", Some(b"")),
+            ("d/.wh..wh..opq", Some(b"")),
+            ("d/y", Some(b"y")),
+        ],
+        false,
+    );
+    let archive = f.tmp.path().join("layered.tar");
+    oci_archive(
+        &archive,
+        &[
+            ("application/vnd.oci.image.layer.v1.tar+gzip", lower),
+            ("application/vnd.oci.image.layer.v1.tar", upper),
+        ],
+        &["/bin/sh", "-c", "ls /etc /d"],
+        "example.com/test/layered:v1",
+    );
+    // Named by the archive's annotation when no name is given.
+    let image = f
+        .rt()
+        .images()
+        .import_archive(&archive, None)
+        .unwrap_or_else(|e| panic!("import: {e}"));
+    assert_eq!(image.repo_tags, ["example.com/test/layered:v1"]);
+
+    let sandbox = f.sandbox("layers").await;
+    let spec = ContainerSpec {
+        name: "ls".into(),
+        image: "example.com/test/layered:v1".into(),
+        log_path: Some(PathBuf::from("ls/0.log")),
+        ..ContainerSpec::default()
+    };
+    let id = f
+        .rt()
+        .create_container(&sandbox, spec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.rt()
+        .start_container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = eventually("ls to exit", || {
+        let c = futures_lite_block(f.rt().container(&id))?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await;
+    let log = std::fs::read_to_string(f.log_path("ls")).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(" stdout F ").map(|(_, c)| c))
+        .collect();
+    // /etc/a whited out, /d made opaque (x hidden) with y added; hosts etc. are bound in.
+    assert!(lines.contains(&"b") && !lines.contains(&"a"), "{log}");
+    assert!(lines.contains(&"y") && !lines.contains(&"x"), "{log}");
+    assert_eq!(c.exit_code, 0, "{log}");
+
+    // A blob that does not match its digest is refused.
+    let bad = f.tmp.path().join("bad.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(3);
+    b.append_data(
+        &mut h,
+        format!("blobs/sha256/{}", "0".repeat(64)),
+        &b"abc"[..],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&bad, b.into_inner().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let err = f
+        .rt()
+        .images()
+        .import_archive(&bad, Some("bad:1"))
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("has digest sha256:")),
+        "{err:?}"
+    );
+}
