@@ -43,6 +43,9 @@ impl Endpoint {
     }
 }
 
+/// How long connecting to a kubelet may take.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The address types tried, in order, to reach a node.
 const ADDRESS_TYPES: [&str; 5] = [
     "InternalIP",
@@ -103,8 +106,10 @@ impl Kubelets {
                 ),
             )
         };
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
+        let connect = TcpStream::connect((ep.host.as_str(), ep.port));
+        let tcp = tokio::time::timeout(DIAL_TIMEOUT, connect)
             .await
+            .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         let server_name =
             ServerName::try_from(ep.host.clone()).map_err(|e| unreachable(e.to_string()))?;
