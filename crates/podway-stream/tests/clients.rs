@@ -443,3 +443,46 @@ async fn spdy_old_versions() {
         }
     }
 }
+
+/// What the Python client does: v4 offered second, stdin as TEXT frames, exit code in causes[0].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_style_v4_text_frames() {
+    let api = FakeApi::start().await;
+    let mut req = format!(
+        "ws://127.0.0.1:{}/api/v1/namespaces/default/pods/p/exec?command=sh&command=-c&command=head%20-c%206%3B%20exit%209&stdin=True&stdout=True&stderr=True",
+        api.port
+    )
+    .into_client_request()
+    .expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "v4.channel.k8s.io,v5.channel.k8s.io"
+            .parse()
+            .expect("header"),
+    );
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp(&api).await)
+        .await
+        .expect("handshake");
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "v4.channel.k8s.io"
+    );
+    assert_eq!(
+        ws.next().await.expect("msg").expect("ok"),
+        Message::Binary(Bytes::from_static(&[1]))
+    );
+    ws.send(Message::text("\u{0}hel")).await.expect("send");
+    ws.send(Message::text("\u{0}lo\n")).await.expect("send");
+    let mut stdout = Vec::new();
+    let status = loop {
+        match ws.next().await.expect("msg").expect("ok") {
+            Message::Binary(b) if b[0] == 1 => stdout.extend_from_slice(&b[1..]),
+            Message::Binary(b) if b[0] == 3 => break b.slice(1..),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(stdout, b"hello\n");
+    let v: serde_json::Value = serde_json::from_slice(&status).expect("json");
+    assert_eq!(v["details"]["causes"][0]["message"], "9");
+    assert_eq!(v["reason"], "NonZeroExitCode");
+}
