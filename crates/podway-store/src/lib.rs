@@ -9,7 +9,7 @@ mod error;
 mod sqlite;
 
 pub use error::Error;
-pub use sqlite::SqliteStore;
+pub use sqlite::{DEFAULT_HISTORY, SqliteStore};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
