@@ -4,6 +4,7 @@ use std::future::Future;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::negotiate::{self, Transport, text_response};
 use crate::{Body, query};
@@ -49,6 +50,10 @@ pub struct ServerStreams {
     pub stderr: Option<BoxedWriter>,
     /// Terminal size changes, present when `tty` (first size arrives as soon as the client sends it).
     pub resize: Option<mpsc::Receiver<TerminalSize>>,
+    /// Cancelled once the client's connection has ended (disconnect or protocol end), so that a
+    /// handler that is only waiting (e.g. attached to a silent process) can stop. Processes keep
+    /// running, as in Kubernetes; the handler decides.
+    pub closed: CancellationToken,
 }
 
 /// How the command ended, reported to the client on the error stream/channel.

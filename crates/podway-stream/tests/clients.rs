@@ -486,3 +486,33 @@ async fn python_style_v4_text_frames() {
     assert_eq!(v["details"]["causes"][0]["message"], "9");
     assert_eq!(v["reason"], "NonZeroExitCode");
 }
+
+/// A handler learns that the client went away even when it never writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_sees_client_disconnect() {
+    let api = FakeApi::start().await;
+    let mut ws = raw_ws(
+        &api,
+        "/api/v1/namespaces/default/pods/p/exec?command=podway-test-wait-closed&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await;
+    assert_eq!(
+        ws.next().await.expect("msg").expect("ok"),
+        Message::Binary(Bytes::from_static(&[1]))
+    );
+    drop(ws);
+    let mut seen = false;
+    for _ in 0..500 {
+        if api
+            .records()
+            .iter()
+            .any(|r| r == "handler saw the client go")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "{:?}", api.records());
+}

@@ -5,6 +5,7 @@ use hyper::{Request, Response, body::Incoming};
 use spdy::{RecvStream, SendStream, Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{BoxedReader, BoxedWriter, Outcome, ServerStreams, StreamOptions, TerminalSize};
 use crate::io::{GuardedWriter, done_pair};
@@ -45,7 +46,16 @@ where
     tokio::spawn(async move {
         match upgraded_session(on_upgrade).await {
             Ok((session, incoming)) => {
-                if let Err(e) = run(incoming, version(protocol), options, command, handler).await {
+                if let Err(e) = run(
+                    &session,
+                    incoming,
+                    version(protocol),
+                    options,
+                    command,
+                    handler,
+                )
+                .await
+                {
                     tracing::warn!(error = %e, "SPDY remotecommand session failed");
                 }
                 session.close().await;
@@ -127,6 +137,7 @@ async fn wait_for_streams(
 
 /// Runs one session: streams, handler, status, end sequence (the caller closes the session).
 async fn run<F, Fut>(
+    session: &spdy::Session,
     mut incoming: spdy::Incoming,
     version: u8,
     options: StreamOptions,
@@ -181,15 +192,25 @@ where
         None
     };
 
+    let closed = CancellationToken::new();
+    let watch = {
+        let (session, closed) = (session.clone(), closed.clone());
+        tokio::spawn(async move {
+            session.closed().await;
+            closed.cancel();
+        })
+    };
     let outcome = tokio::spawn(handler(ServerStreams {
         stdin,
         stdout,
         stderr,
         resize,
+        closed,
     }))
     .await
     .unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
     waiter.wait().await;
+    watch.abort();
     tracing::debug!(?outcome, "remotecommand handler finished");
 
     if let Some(mut error) = error {

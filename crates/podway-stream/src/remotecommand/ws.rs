@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
 
 use super::{BoxedReader, BoxedWriter, Outcome, ServerStreams, StreamOptions, TerminalSize};
 use crate::io::{ChannelReader, ChannelWriter};
@@ -132,12 +133,20 @@ where
         (None, None)
     };
 
-    let reader = tokio::spawn(read_loop(stream, proto, stdin_tx, resize_tx));
+    let closed = CancellationToken::new();
+    let reader = tokio::spawn(read_loop(
+        stream,
+        proto,
+        stdin_tx,
+        resize_tx,
+        closed.clone(),
+    ));
     let handler = tokio::spawn(handler(ServerStreams {
         stdin,
         stdout,
         stderr,
         resize,
+        closed,
     }));
 
     // Output in order until every writer is gone; on a dead socket, stop and let writers fail.
@@ -186,7 +195,9 @@ async fn read_loop(
     proto: WsProtocol,
     mut stdin: Option<mpsc::Sender<Bytes>>,
     resize: Option<mpsc::Sender<TerminalSize>>,
+    closed: CancellationToken,
 ) {
+    let _cancel_on_end = closed.drop_guard();
     let mut decoder = ResizeDecoder::default();
     while let Some(msg) = stream.next().await {
         let msg = match msg {

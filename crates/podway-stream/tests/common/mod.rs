@@ -231,6 +231,15 @@ async fn route(req: Request<Incoming>, port: u16, log: Arc<Mutex<Vec<String>>>) 
                 tty: query_bool(q, "tty"),
             };
             let command = query_values(q, "command");
+            if command.first().map(String::as_str) == Some("podway-test-wait-closed") {
+                return remotecommand::serve(req, options, move |streams| async move {
+                    streams.closed.cancelled().await;
+                    if let Ok(mut l) = log.lock() {
+                        l.push("handler saw the client go".into());
+                    }
+                    Outcome::Exited(0)
+                });
+            }
             remotecommand::serve(req, options, move |streams| run_local(command, options, streams))
         }
         "/api/v1/namespaces/default/pods/p/portforward" => {
