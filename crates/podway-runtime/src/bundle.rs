@@ -46,8 +46,9 @@ pub(crate) struct BundleParams<'a> {
     pub hostname: &'a str,
     /// Pid of the sandbox's pause process, whose net/ipc/uts namespaces are joined.
     pub pause_pid: u32,
-    /// Files bound to `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`.
-    pub etc_files: &'a [(PathBuf, &'static str)],
+    /// The pod's files and folders bound into the container: `/etc/hostname`, `/etc/hosts`,
+    /// `/etc/resolv.conf`, `/dev/shm` (these replace the default mounts of the same place).
+    pub pod_mounts: &'a [(PathBuf, &'static str)],
 }
 
 /// The process arguments by Kubernetes rules: `command` replaces the Entrypoint, `args` the Cmd.
@@ -189,8 +190,17 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         .map_err(oci)?;
 
     let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
-    for (source, destination) in p.etc_files {
-        mounts.push(bind_mount(source, Path::new(destination), false).map_err(oci)?);
+    mounts.retain(|m| {
+        !p.pod_mounts
+            .iter()
+            .any(|(_, dest)| m.destination() == Path::new(dest))
+    });
+    for (source, destination) in p.pod_mounts {
+        let mut mount = bind_mount(source, Path::new(destination), false).map_err(oci)?;
+        if let Some(options) = mount.options_mut() {
+            options.extend(["nosuid".to_string(), "nodev".to_string()]);
+        }
+        mounts.push(mount);
     }
     for m in &p.spec.mounts {
         mounts.push(bind_mount(&m.host_path, &m.container_path, m.readonly).map_err(oci)?);

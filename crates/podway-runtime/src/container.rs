@@ -227,9 +227,11 @@ fn build(
         spec.log_path = Some(log_dir.join(log));
     }
     let sandbox_dir = inner.sandbox_dir(&sandbox.id);
-    let etc_files: Vec<(PathBuf, &'static str)> = crate::sandbox::ETC_FILES
+    let pod_mounts: Vec<(PathBuf, &'static str)> = crate::sandbox::POD_MOUNTS
         .iter()
         .map(|(file, dest)| (sandbox_dir.join(file), *dest))
+        // Sandboxes made by an older runtime may lack some (e.g. `shm`).
+        .filter(|(source, _)| source.exists())
         .collect();
     let oci = crate::bundle::build_spec(&crate::bundle::BundleParams {
         id,
@@ -238,7 +240,7 @@ fn build(
         rootfs: &rootfs,
         hostname: sandbox.hostname(),
         pause_pid: sandbox.pid,
-        etc_files: &etc_files,
+        pod_mounts: &pod_mounts,
     })?;
     oci.save(dir.join("config.json"))
         .map_err(|e| Error::Command(format!("writing config.json of container {id}: {e}")))?;
@@ -421,7 +423,7 @@ pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
 }
 
 /// Unmounts `path` if it is a mount point (lazily when busy).
-fn unmount(path: &Path) -> Result<()> {
+pub(crate) fn unmount(path: &Path) -> Result<()> {
     match umount2(path, MntFlags::empty()) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => Ok(()),

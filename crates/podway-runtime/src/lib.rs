@@ -15,6 +15,7 @@
 //! DATA/snapshots/<layer hex>/         each layer unpacked once (overlayfs whiteouts)
 //! DATA/sandboxes/<id>/sandbox.json    spec, pause pid + start time, stopped flag
 //! DATA/sandboxes/<id>/{hostname,hosts,resolv.conf,pause.log}
+//! DATA/sandboxes/<id>/shm/            the pod's /dev/shm (tmpfs), bound into its containers
 //! DATA/containers/<id>/container.json spec, image id, layers, pids + start times, start error
 //! DATA/containers/<id>/config.json    the OCI bundle (rootfs/ = overlay of snapshots + upper/ work/)
 //! DATA/containers/<id>/exit.json      written by the shim: exit code, finish time

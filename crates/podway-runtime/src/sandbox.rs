@@ -60,12 +60,32 @@ impl SandboxRecord {
     }
 }
 
-/// Files of the pod bound into every container.
-pub(crate) const ETC_FILES: [(&str, &str); 3] = [
+/// Files and folders of the pod (in its folder) bound into every container.
+pub(crate) const POD_MOUNTS: [(&str, &str); 4] = [
     ("hostname", "/etc/hostname"),
     ("hosts", "/etc/hosts"),
     ("resolv.conf", "/etc/resolv.conf"),
+    ("shm", "/dev/shm"),
 ];
+
+/// Mounts the pod's shared `/dev/shm`, a tmpfs at `DIR/shm`.
+fn mount_shm(dir: &std::path::Path) -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    let shm = dir.join("shm");
+    crate::util::create_dir_all(&shm)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        flags,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| Error::Io {
+        context: format!("mounting the pod's /dev/shm at {}", shm.display()),
+        source: e.into(),
+    })
+}
 
 impl Inner {
     pub(crate) fn sandbox_dir(&self, id: &str) -> PathBuf {
@@ -134,6 +154,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, spec: SandboxSpec) -> Result<Sandbox
             Ok(record.info())
         }
         Err(e) => {
+            let _ = crate::container::unmount(&dir.join("shm"));
             let _ = crate::util::remove_dir_all(&dir);
             Err(e)
         }
@@ -162,6 +183,7 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
     ] {
         crate::util::write_atomic(&dir.join(name), content.as_bytes())?;
     }
+    mount_shm(&dir)?;
     let what = format!("starting the pause process of sandbox {id}");
     let words = crate::detached::spawn(
         &inner.config.podway_bin,
@@ -241,7 +263,14 @@ pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
     for container in crate::container::ids_of_sandbox(inner, id)? {
         crate::container::remove(inner, &container).await?;
     }
-    crate::util::remove_dir_all(&inner.sandbox_dir(id))?;
+    let dir = inner.sandbox_dir(id);
+    let shm = dir.join("shm");
+    tokio::task::spawn_blocking(move || {
+        crate::container::unmount(&shm)?;
+        crate::util::remove_dir_all(&dir)
+    })
+    .await
+    .map_err(|e| Error::Command(format!("removing sandbox {id}: {e}")))??;
     tracing::info!(sandbox = %id, "sandbox removed");
     Ok(())
 }

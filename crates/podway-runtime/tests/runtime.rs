@@ -189,6 +189,14 @@ impl Drop for Fixture {
             .flatten()
             .flatten()
         {
+            let _ =
+                nix::mount::umount2(&entry.path().join("shm"), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for entry in std::fs::read_dir(data.join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Some(pid) =
                 json(&entry.path().join("sandbox.json")).and_then(|r| pid_of(&r, "pid"))
             {
@@ -542,6 +550,13 @@ async fn pod_with_logs_exec_port_forward_and_cleanup() {
             .is_empty()
     );
     assert!(!f.config.data_dir.join("sandboxes").join(&sandbox).exists());
+    assert!(!mounted(
+        &f.config
+            .data_dir
+            .join("sandboxes")
+            .join(&sandbox)
+            .join("shm")
+    ));
 }
 
 #[tokio::test]
@@ -692,6 +707,28 @@ async fn exits_errors_and_sandbox_removal() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/podway/{broken}")).exists());
+
+    // Containers of a pod share its /dev/shm.
+    let out = f
+        .rt()
+        .exec_sync(
+            &running,
+            strings(&["sh", "-c", "echo shared > /dev/shm/note"]),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let peek = f
+        .container(&sandbox, "peek", &["cat", "/dev/shm/note"])
+        .await;
+    eventually("peek to exit", || {
+        let c = futures_lite_block(f.rt().container(&peek))?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await;
+    let log = std::fs::read_to_string(f.log_path("peek")).unwrap_or_default();
+    assert!(log.ends_with(" stdout F shared\n"), "{log}");
 
     // An image in use cannot be removed.
     let err = f.rt().images().remove("busybox:1.35").err();
