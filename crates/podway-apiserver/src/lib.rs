@@ -9,7 +9,7 @@
 //!
 //! Known differences from kube-apiserver: every authenticated user may do everything (no RBAC);
 //! only legacy discovery (no aggregated discovery, no API groups); the OpenAPI v3 documents list
-//! operations and parameters only (no schemas), OpenAPI v2 is not served; `fieldValidation` is
+//! operations and parameters only (no schemas), as does the protobuf OpenAPI v2 document; `fieldValidation` is
 //! accepted but unknown fields are kept, not rejected; server-side apply is a strategic merge
 //! without field ownership (`managedFields`); protobuf request bodies are understood for
 //! namespaces only (what `kubectl create namespace` sends); `limit`/`continue` are ignored (lists
@@ -21,6 +21,7 @@ mod error;
 mod http;
 mod kubelet;
 mod object;
+mod openapi_v2;
 mod patch;
 pub mod pki;
 mod proto;

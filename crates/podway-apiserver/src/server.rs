@@ -221,6 +221,14 @@ async fn route(
         "/api/v1" => return Ok(json(200, &discovery::core_v1())),
         "/openapi/v3" => return Ok(json(200, &discovery::openapi_index())),
         "/openapi/v3/api/v1" => return Ok(json(200, &discovery::openapi_core_v1())),
+        "/openapi/v2" => {
+            let mut resp = Response::new(full(crate::openapi_v2::document()));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(crate::openapi_v2::CONTENT_TYPE),
+            );
+            return Ok(resp);
+        }
         _ => {}
     }
     let segments: Vec<&str> = path

@@ -1,5 +1,5 @@
 //! Every kubectl on this machine (1.27–1.33, and Debian's 1.20 when installed) can apply, list,
-//! label and delete pods (clients that validate against OpenAPI v2 need `--validate=false`) against the API server, and the PATH dispatcher picks kubectl 1.32.
+//! label and delete pods against the API server, and the PATH dispatcher picks kubectl 1.32.
 
 mod common;
 
@@ -43,7 +43,6 @@ async fn run(c: &Cluster, kubectl: &Path, args: &[&str]) -> (bool, String, Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kubectl_version_manages_pods() {
     let c = Cluster::start().await;
-    let mut needed_validate_false = Vec::new();
     for kubectl in clients() {
         let who = kubectl.display().to_string();
         assert!(kubectl.exists(), "{who} is missing");
@@ -51,15 +50,8 @@ async fn every_kubectl_version_manages_pods() {
             "pod.yaml",
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: v\nspec:\n  containers:\n  - name: main\n    image: busybox:1.36\n",
         );
-        let mut apply = vec!["apply", "-f", manifest.as_str()];
-        let (mut ok, mut out, mut err) = run(&c, &kubectl, &apply).await;
-        if !ok && (err.contains("openapi") || err.contains("could not find the requested resource"))
-        {
-            // Older clients validate against the protobuf OpenAPI v2 document (not served).
-            needed_validate_false.push(who.clone());
-            apply.push("--validate=false");
-            (ok, out, err) = run(&c, &kubectl, &apply).await;
-        }
+        // Default validation: OpenAPI v3 (≥ 1.29) or the protobuf OpenAPI v2 document.
+        let (ok, out, err) = run(&c, &kubectl, &["apply", "-f", manifest.as_str()]).await;
         assert!(ok && out.trim() == "pod/v created", "{who}: {out} {err}");
         let (ok, out, err) = run(&c, &kubectl, &["get", "pods"]).await;
         let row: Vec<&str> = out
@@ -80,14 +72,6 @@ async fn every_kubectl_version_manages_pods() {
             "{who}: {out} {err}"
         );
     }
-
-    eprintln!("needed --validate=false: {needed_validate_false:?}");
-    assert!(
-        !needed_validate_false
-            .iter()
-            .any(|v| v.ends_with("1.32") || v.ends_with("1.33")),
-        "{needed_validate_false:?}"
-    );
 
     // The dispatcher on PATH asks /version and runs the matching kubectl (1.32).
     let (ok, out, err) = run(
