@@ -27,6 +27,8 @@ pub(crate) struct ExecFiles {
     pub process: PathBuf,
     /// runc's pid file.
     pub pid: PathBuf,
+    /// runc's log (its errors).
+    pub log: PathBuf,
     finished: bool,
 }
 
@@ -38,8 +40,28 @@ impl ExecFiles {
         Ok(ExecFiles {
             process: dir.join(format!("{name}.json")),
             pid: dir.join(format!("{name}.pid")),
+            log: dir.join(format!("{name}.log")),
             finished: false,
         })
+    }
+
+    /// runc's global options for this exec: its log.
+    pub(crate) fn log_args(&self) -> [&std::ffi::OsStr; 4] {
+        [
+            std::ffi::OsStr::new("--log"),
+            self.log.as_os_str(),
+            std::ffi::OsStr::new("--log-format"),
+            std::ffi::OsStr::new("text"),
+        ]
+    }
+
+    /// The error runc logged if the process never started (no pid file), after it exited.
+    pub(crate) fn start_error(&self) -> Option<String> {
+        if self.pid.exists() {
+            return None;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        Some(crate::oci_runtime::last_error(&log)).filter(|m| !m.is_empty())
     }
 
     /// Marks the process as gone (runc exec returned).
@@ -65,6 +87,7 @@ impl Drop for ExecFiles {
         }
         let _ = std::fs::remove_file(&self.process);
         let _ = std::fs::remove_file(&self.pid);
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -128,6 +151,7 @@ pub(crate) async fn exec(
         }
     };
     let mut child = crate::oci_runtime::command(&inner.config.oci_runtime, &inner.runc_root())
+        .args(files.log_args())
         .arg("exec")
         .arg("--process")
         .arg(&files.process)
@@ -179,6 +203,13 @@ pub(crate) async fn exec(
     let status = status.map_err(io_ctx(format!("exec in container {id}: waiting for runc")))?;
     if timed_out {
         return Ok(-1);
+    }
+    if !status.success()
+        && let Some(message) = files.start_error()
+    {
+        return Err(Error::Command(format!(
+            "exec in container {id} failed: {message}"
+        )));
     }
     Ok(exit_code(status))
 }

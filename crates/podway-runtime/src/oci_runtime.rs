@@ -31,3 +31,44 @@ pub(crate) async fn delete(runtime: &Path, root: &Path, id: &str) -> Result<()> 
         stderr.trim()
     )))
 }
+
+/// The last error of a runc text log (`--log FILE --log-format text`): its `msg`, unescaped.
+pub(crate) fn last_error(log: &str) -> String {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("level=error"))
+        .map_or_else(|| log.trim().to_string(), message)
+}
+
+/// The `msg="…"` of a runc text log line (the whole line if it has none).
+fn message(line: &str) -> String {
+    let Some(start) = line.find("msg=\"") else {
+        return line.to_string();
+    };
+    let mut out = String::new();
+    let mut chars = line[start + 5..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_from_the_log() {
+        let log = concat!(
+            "time=\"x\" level=warning msg=\"w\"\n",
+            r#"time="x" level=error msg="exec: \"/x\": stat /x: no such file""#,
+            "\n"
+        );
+        assert_eq!(last_error(log), r#"exec: "/x": stat /x: no such file"#);
+        assert_eq!(last_error("plain text\n"), "plain text");
+    }
+}

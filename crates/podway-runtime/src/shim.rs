@@ -408,11 +408,7 @@ fn start(args: &Args) -> Result<(i32, Io), String> {
     drop(cmd);
     if !status.success() {
         let log = std::fs::read_to_string(&runc_log).unwrap_or_default();
-        let last = log
-            .lines()
-            .rev()
-            .find(|l| l.contains("level=error"))
-            .map_or_else(|| log.trim().to_string(), runc_message);
+        let last = crate::oci_runtime::last_error(&log);
         return Err(format!(
             "{} run failed ({status}): {last}",
             args.runtime.display()
@@ -423,23 +419,6 @@ fn start(args: &Args) -> Result<(i32, Io), String> {
         .and_then(|s| s.trim().parse::<i32>().ok())
         .ok_or_else(|| format!("no pid in {}", pid_file.display()))?;
     Ok((pid, io))
-}
-
-/// The `msg="…"` of a runc text log line (the whole line if it has none).
-fn runc_message(line: &str) -> String {
-    let Some(start) = line.find("msg=\"") else {
-        return line.to_string();
-    };
-    let mut out = String::new();
-    let mut chars = line[start + 5..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => break,
-            '\\' => out.extend(chars.next()),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The console socket next to the attach socket (short, for the 108-byte limit).
@@ -511,9 +490,6 @@ mod tests {
                 .is_ok_and(|a| a.id == "c1" && a.log.is_none() && a.tty && !a.stdin)
         );
         assert!(parse(vec![OsString::from("--bogus")]).is_err());
-        let line =
-            r#"time="2026-11-23T12:00:00Z" level=error msg="exec: \"/x\": stat /x: no such file""#;
-        assert_eq!(runc_message(line), r#"exec: "/x": stat /x: no such file"#);
         assert!(parse(vec![OsString::from("--id"), OsString::from("x")]).is_err());
     }
 }

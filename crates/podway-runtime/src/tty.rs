@@ -32,6 +32,7 @@ pub(crate) async fn exec(
     let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(io_ctx(context()));
     let mut command = crate::oci_runtime::command(&inner.config.oci_runtime, &inner.runc_root());
     command
+        .args(files.log_args())
         .arg("exec")
         .arg("--tty")
         .arg("--process")
@@ -86,6 +87,13 @@ pub(crate) async fn exec(
         task.abort();
     }
     let status = status.map_err(io_ctx(format!("exec in container {id}: waiting for runc")))?;
+    if !status.success()
+        && let Some(message) = files.start_error()
+    {
+        return Err(crate::Error::Command(format!(
+            "exec in container {id} failed: {message}"
+        )));
+    }
     Ok(crate::exec::exit_code(status))
 }
 

@@ -355,6 +355,19 @@ async fn pod_with_logs_exec_port_forward_and_cleanup() {
         "hi there\nweb-host\n/\n"
     );
 
+    // A command that cannot start is an error naming the container and runc's reason.
+    let err = rt
+        .exec_sync(&id, strings(&["no-such-command"]), None)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with(&format!("exec in container {id} failed: "))
+            && err.contains("no-such-command"),
+        "{err}"
+    );
+
     // exec_sync's timeout kills the process.
     let out = rt
         .exec_sync(
