@@ -12,7 +12,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::api::Inner;
 use crate::util::io_ctx;
-use crate::{ContainerState, Error, ExecSyncOutput, ProcessIo, Result};
+use crate::{ContainerState, Error, ExecSyncOutput, ProcessIo, Result, WindowSize};
 
 /// Most bytes kept per stream by `exec_sync`.
 pub(crate) const EXEC_SYNC_CAP: usize = 16 * 1024 * 1024;
@@ -97,6 +97,7 @@ pub(crate) fn process_json(
     id: &str,
     cmd: Vec<String>,
     terminal: bool,
+    console_size: Option<WindowSize>,
 ) -> Result<Vec<u8>> {
     let config = inner.container_dir(id).join("config.json");
     let spec = oci_spec::runtime::Spec::load(&config)
@@ -114,6 +115,16 @@ pub(crate) fn process_json(
         }
     }
     process.set_terminal(Some(terminal));
+    // runc sizes the container's terminal before the process starts (its later copy from our
+    // terminal races with the process reading its size).
+    if let Some(size) = console_size {
+        let console = oci_spec::runtime::BoxBuilder::default()
+            .height(u32::from(size.rows))
+            .width(u32::from(size.cols))
+            .build()
+            .map_err(|e| Error::Command(format!("console size for container {id}: {e}")))?;
+        process.set_console_size(Some(console));
+    }
     serde_json::to_vec(&process)
         .map_err(|e| Error::Command(format!("encoding the exec process of container {id}: {e}")))
 }
@@ -142,7 +153,7 @@ pub(crate) async fn exec(
         return crate::tty::exec(inner, id, cmd, io).await;
     }
     let mut files = ExecFiles::new(&inner.config.state_dir)?;
-    crate::util::write_atomic(&files.process, &process_json(inner, id, cmd, false)?)?;
+    crate::util::write_atomic(&files.process, &process_json(inner, id, cmd, false, None)?)?;
     let stdio = |wanted: bool| {
         if wanted {
             Stdio::piped()

@@ -22,13 +22,27 @@ pub(crate) async fn exec(
     cmd: Vec<String>,
     io: ProcessIo,
 ) -> Result<i32> {
+    let context = || format!("exec in container {id}: terminal");
+    let mut io = io;
+    // The process must not start on a 0x0 terminal: wait for the client's first size (SPDY
+    // clients send it just after the streams are set up, a few milliseconds after the start
+    // request), then give it to runc as the console size and to our own terminal.
+    let initial = match io.resize.as_mut() {
+        Some(resize) => first_size(resize).await,
+        None => None,
+    };
+    let winsize = initial.map(|size| libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
     let mut files = crate::exec::ExecFiles::new(&inner.config.state_dir)?;
     crate::util::write_atomic(
         &files.process,
-        &crate::exec::process_json(inner, id, cmd, true)?,
+        &crate::exec::process_json(inner, id, cmd, true, initial)?,
     )?;
-    let context = || format!("exec in container {id}: terminal");
-    let pty = openpty(None, None).map_err(|e| io_ctx(context())(e.into()))?;
+    let pty = openpty(winsize.as_ref(), None).map_err(|e| io_ctx(context())(e.into()))?;
     let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(io_ctx(context()));
     let mut command = crate::oci_runtime::command(&inner.config.oci_runtime, &inner.runc_root());
     command
@@ -95,6 +109,19 @@ pub(crate) async fn exec(
         )));
     }
     Ok(crate::exec::exit_code(status))
+}
+
+/// How long a terminal exec waits for the client's first window size before starting anyway.
+const FIRST_SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The client's first window size, if it arrives within [`FIRST_SIZE_WAIT`].
+pub(crate) async fn first_size(
+    resize: &mut tokio::sync::mpsc::Receiver<WindowSize>,
+) -> Option<WindowSize> {
+    tokio::time::timeout(FIRST_SIZE_WAIT, resize.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
