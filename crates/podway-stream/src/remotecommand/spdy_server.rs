@@ -58,6 +58,10 @@ where
                 {
                     tracing::warn!(error = %e, "SPDY remotecommand session failed");
                 }
+                // The client closes once it has read the status. Resetting its streams and sending
+                // GOAWAY at once races with Go's spdystream, which may tear the error stream down
+                // before delivering the status (kubectl would then report exit 0): let it go first.
+                let _ = tokio::time::timeout(CLIENT_CLOSE_GRACE, session.closed()).await;
                 session.close().await;
             }
             Err(e) => tracing::warn!(error = %e, "SPDY remotecommand upgrade failed"),
@@ -65,6 +69,9 @@ where
     });
     negotiate::spdy_switching(protocol)
 }
+
+/// How long the server waits, after the status, for the client to close the connection itself.
+const CLIENT_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The client's streams, as they arrived.
 #[derive(Default)]
