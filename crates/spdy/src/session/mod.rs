@@ -142,26 +142,34 @@ impl Session {
     }
 
     /// Closes the session as spdystream does: RST_STREAM CANCEL for every stream we have not
-    /// finished, GOAWAY (last peer stream, OK), then — once the remaining half-closed streams are
-    /// finished by the peer or after 30 s — the socket.
+    /// finished (after the DATA already written), GOAWAY (last peer stream, OK), then — once the
+    /// remaining half-closed streams are finished by the peer or after 30 s — the socket.
+    /// Returns when the socket is shut down. A second concurrent call waits for the first.
     pub async fn close(&self) {
-        if self.shared.begin_close() {
-            let all_done = async {
+        if let Some(frames) = self.shared.begin_close() {
+            let shared = &self.shared;
+            let orderly = async {
+                // Through the data queue, behind the DATA already written.
+                for frame in frames {
+                    if shared.data_tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
                 loop {
-                    let changed = self.shared.changed.notified();
+                    let changed = shared.changed.notified();
                     tokio::pin!(changed);
                     changed.as_mut().enable();
-                    if self.shared.all_streams_done() {
+                    if shared.all_streams_done() {
                         return;
                     }
                     changed.await;
                 }
             };
             tokio::select! {
-                _ = tokio::time::timeout(CLOSE_TIMEOUT, all_done) => {}
-                _ = self.shared.ended.cancelled() => {}
+                _ = tokio::time::timeout(CLOSE_TIMEOUT, orderly) => {}
+                _ = shared.ended.cancelled() => {}
             }
-            self.shared.terminate("closed locally");
+            shared.terminate("closed locally");
         }
         self.shared.finished.cancelled().await;
     }
@@ -280,7 +288,9 @@ async fn idle_timer(shared: Arc<Shared>, idle: Duration) {
         }
         if shared.last_activity() + idle <= tokio::time::Instant::now() {
             tracing::debug!(?idle, "SPDY session idle timeout");
-            shared.begin_close();
+            for frame in shared.begin_close().unwrap_or_default() {
+                shared.send_control(frame);
+            }
             shared.terminate("idle timeout");
             return;
         }

@@ -284,7 +284,11 @@ impl Shared {
         let ended = st.ended;
         if let Some(entry) = st.streams.get_mut(&id) {
             if !entry.local_done && !ended {
-                self.send_rst(id, status);
+                // Behind the DATA already written, as in Go where writes are synchronous.
+                self.send_ordered(Frame::RstStream(RstStream {
+                    stream_id: id,
+                    status,
+                }));
             }
             entry.local_done = true;
             entry.reset_locally = true;
@@ -315,32 +319,35 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
-    /// Begins an orderly close: RST CANCEL for every stream we have not finished, then GOAWAY.
-    /// Returns false if the session had already ended.
-    pub fn begin_close(&self) -> bool {
+    /// Begins an orderly close: marks the session closing and returns the frames to send, in
+    /// order — RST CANCEL for every stream we have not finished, then GOAWAY. Returns `None` if
+    /// the session had already ended or was already closing.
+    pub fn begin_close(&self) -> Option<Vec<Frame>> {
         let mut st = self.lock();
-        if st.ended {
-            return false;
+        if st.ended || st.closing {
+            return None;
         }
-        if !st.closing {
-            st.closing = true;
-            st.incoming = None;
-            for (&id, entry) in st.streams.iter_mut() {
-                if !entry.local_done {
-                    entry.local_done = true;
-                    entry.reset_locally = true;
-                    self.send_rst(id, RstStatus::Cancel);
-                    entry.finish_remote();
-                }
+        st.closing = true;
+        st.incoming = None;
+        let mut frames = Vec::new();
+        for (&id, entry) in st.streams.iter_mut() {
+            if !entry.local_done {
+                entry.local_done = true;
+                entry.reset_locally = true;
+                frames.push(Frame::RstStream(RstStream {
+                    stream_id: id,
+                    status: RstStatus::Cancel,
+                }));
+                entry.finish_remote();
             }
-            self.send_control(Frame::GoAway(GoAway {
-                last_good_stream_id: st.last_peer_id,
-                status: GoAwayStatus::Ok,
-            }));
         }
+        frames.push(Frame::GoAway(GoAway {
+            last_good_stream_id: st.last_peer_id,
+            status: GoAwayStatus::Ok,
+        }));
         drop(st);
         self.changed.notify_waiters();
-        true
+        Some(frames)
     }
 
     /// Whether every remaining stream is finished in both directions.
