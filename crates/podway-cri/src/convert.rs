@@ -204,10 +204,12 @@ fn image_spec(image: &str) -> cri::ImageSpec {
 
 /// The image reference reported for a container: as containerd, the image's first repo digest
 /// when it has one, else its id.
-pub(crate) fn image_ref(image_id: &str, image: Option<&Image>) -> String {
+pub(crate) fn image_ref(image: &Image) -> String {
     image
-        .and_then(|i| i.repo_digests.first().cloned())
-        .unwrap_or_else(|| image_id.to_owned())
+        .repo_digests
+        .first()
+        .cloned()
+        .unwrap_or_else(|| image.id.clone())
 }
 
 /// A container as `ListContainers` reports it.

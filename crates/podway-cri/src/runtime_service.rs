@@ -1,4 +1,5 @@
 //! `runtime.v1.RuntimeService` over [`podway_runtime::Runtime`].
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,10 +32,23 @@ impl CriRuntime {
         CriRuntime { runtime, streaming }
     }
 
-    /// Image reference of a container: first repo digest of its image, else the image id.
-    fn image_ref(&self, info: &ContainerInfo) -> String {
-        let image = self.runtime.images().get(&info.image_id).ok().flatten();
-        convert::image_ref(&info.image_id, image.as_ref())
+    /// Image references by image id (first repo digest, else the id), read once per call.
+    async fn image_refs(&self) -> HashMap<String, String> {
+        let runtime = self.runtime.clone();
+        match tokio::task::spawn_blocking(move || runtime.images().list()).await {
+            Ok(Ok(images)) => images
+                .iter()
+                .map(|i| (i.id.clone(), convert::image_ref(i)))
+                .collect(),
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "listing images for container image references");
+                HashMap::new()
+            }
+            Err(err) => {
+                tracing::warn!(%err, "image listing task failed");
+                HashMap::new()
+            }
+        }
     }
 
     /// The container, which must be running (exec, attach).
@@ -49,6 +63,13 @@ impl CriRuntime {
         }
         Ok(info)
     }
+}
+
+/// The image reference of a container's image (its id when the image is gone).
+fn image_ref(refs: &HashMap<String, String>, info: &ContainerInfo) -> String {
+    refs.get(&info.image_id)
+        .cloned()
+        .unwrap_or_else(|| info.image_id.clone())
 }
 
 fn unimplemented(method: &str) -> Status {
@@ -282,6 +303,7 @@ impl RuntimeService for CriRuntime {
         request: Request<cri::ListContainersRequest>,
     ) -> Reply<cri::ListContainersResponse> {
         let filter = request.into_inner().filter.unwrap_or_default();
+        let refs = self.image_refs().await;
         let containers = self
             .runtime
             .list_containers()
@@ -289,7 +311,7 @@ impl RuntimeService for CriRuntime {
             .map_err(status)?
             .iter()
             .filter(|c| convert::container_matches(&filter, c))
-            .map(|c| convert::container(c, self.image_ref(c)))
+            .map(|c| convert::container(c, image_ref(&refs, c)))
             .collect();
         Ok(Response::new(cri::ListContainersResponse { containers }))
     }
@@ -302,7 +324,10 @@ impl RuntimeService for CriRuntime {
         require("container_id", &id)?;
         let info = self.runtime.container(&id).await.map_err(status)?;
         Ok(Response::new(cri::ContainerStatusResponse {
-            status: Some(convert::container_status(&info, self.image_ref(&info))),
+            status: Some(convert::container_status(
+                &info,
+                image_ref(&self.image_refs().await, &info),
+            )),
             ..Default::default()
         }))
     }

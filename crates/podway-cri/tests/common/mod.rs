@@ -2,10 +2,12 @@
 //! demo busybox image imported, and a gRPC client connected through that socket.
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -13,6 +15,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use podway_cri::{Config, RuntimeDaemon};
 use podway_runtime::RuntimeConfig;
 use tokio::net::UnixStream;
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -288,4 +291,52 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("gave up waiting: {what}");
+}
+
+/// A client WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to a streaming URL offering `protocol`.
+pub async fn websocket(url: &str, protocol: &str) -> Result<Ws, tungstenite::Error> {
+    let url = url.replacen("http://", "ws://", 1);
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        protocol.parse().expect("header value"),
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(request).await?;
+    assert_eq!(
+        response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some(protocol)
+    );
+    Ok(ws)
+}
+
+/// Reads a channel-protocol session to its end: bytes per channel.
+pub async fn channels(ws: &mut Ws) -> BTreeMap<u8, Vec<u8>> {
+    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Binary(data)) => {
+                if let Some((&ch, rest)) = data.split_first() {
+                    out.entry(ch).or_default().extend_from_slice(rest);
+                }
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(err) => panic!("websocket error: {err}"),
+        }
+    }
+    out
+}
+
+/// The status JSON of channel 3.
+pub fn status_of(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("status JSON {:?}: {e}", String::from_utf8_lossy(bytes)))
 }
