@@ -131,10 +131,10 @@ impl Cluster {
 
     /// Fails the test (with podway's log) if `podway up` has exited.
     pub fn assert_running(&mut self) {
-        if let Some(child) = self.up.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("podway up exited with {status}; log:\n{}", self.log());
-            }
+        if let Some(child) = self.up.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("podway up exited with {status}; log:\n{}", self.log());
         }
     }
 
@@ -204,20 +204,19 @@ impl Drop for Cluster {
         }
         // Whatever is left: containers known to runc, helper processes, mounts.
         let runc_root = self.state_dir.join("runc");
-        if runc_root.exists() {
-            if let Ok(out) = Command::new("runc")
+        if runc_root.exists()
+            && let Ok(out) = Command::new("runc")
                 .arg("--root")
                 .arg(&runc_root)
                 .args(["list", "-q"])
                 .output()
-            {
-                for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = Command::new("runc")
-                        .arg("--root")
-                        .arg(&runc_root)
-                        .args(["delete", "-f", id])
-                        .output();
-                }
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&runc_root)
+                    .args(["delete", "-f", id])
+                    .output();
             }
         }
         for (pid, _) in self.processes() {
