@@ -521,7 +521,6 @@ async fn in_flight_limit_is_resource_exhausted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "podway_stream::portforward::serve is not implemented yet"]
 async fn port_forward_over_legacy_websocket() {
     let daemon = Daemon::start().await;
     let mut c = daemon.clients.clone();

@@ -36,7 +36,6 @@ async fn read_until(ws: &mut common::Ws, channel: u8, needle: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "podway-runtime TTY exec fails (runc: cannot use console socket if runc will not detach or allocate tty)"]
 async fn tty_exec_follows_resize() {
     let daemon = Daemon::start().await;
     let mut c = daemon.clients.clone();
@@ -82,7 +81,6 @@ async fn tty_exec_follows_resize() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "podway-runtime does not implement attach yet"]
 async fn attach_reaches_the_main_process_and_its_log() {
     let daemon = Daemon::start().await;
     let mut c = daemon.clients.clone();
