@@ -211,6 +211,17 @@ impl Cluster {
 
     /// GET `path` on the agent's debugging handlers, with the admin certificate or none.
     async fn agent_get(&self, path: &str, with_cert: bool) -> (u16, String) {
+        self.agent_request(hyper::Method::GET, path, with_cert)
+            .await
+    }
+
+    /// `method` `path` on the agent's debugging handlers.
+    async fn agent_request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        with_cert: bool,
+    ) -> (u16, String) {
         let mut roots = rustls::RootCertStore::empty();
         for c in pem_certs(&self.pki.ca_cert) {
             roots.add(c).expect("CA cert");
@@ -241,7 +252,9 @@ impl Cluster {
             .await
             .expect("HTTP handshake");
         tokio::spawn(conn);
-        let req = hyper::Request::get(path)
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", self.agent_addr.to_string())
             .body(Empty::<Bytes>::new())
             .expect("request");
@@ -536,25 +549,37 @@ async fn restarts_follows_logs_execs_and_reports_image_errors() {
     let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
 
     // A crashing container is restarted; its previous log stays readable.
-    pods.create(&PostParams::default(), &pod("crash", "Always", "echo attempt; exit 1"))
-        .await
-        .expect("create crash");
+    pods.create(
+        &PostParams::default(),
+        &pod("crash", "Always", "echo attempt; exit 1"),
+    )
+    .await
+    .expect("create crash");
     let cs = wait_for("crash to be restarted", Duration::from_secs(90), || async {
         let p = pods.get("crash").await.ok()?;
         let cs = p.status?.container_statuses?.into_iter().next()?;
         (cs.restart_count >= 1 && cs.last_state.as_ref()?.terminated.is_some()).then_some(cs)
     })
     .await;
-    let last = cs.last_state.and_then(|s| s.terminated).expect("last state");
+    let last = cs
+        .last_state
+        .and_then(|s| s.terminated)
+        .expect("last state");
     assert_eq!(last.exit_code, 1);
-    let (code, body) = cluster.agent_get("/containerLogs/default/crash/main?previous=true", true).await;
+    let (code, body) = cluster
+        .agent_get("/containerLogs/default/crash/main?previous=true", true)
+        .await;
     assert_eq!((code, body.as_str()), (200, "attempt\n"));
-    let crash_loop = wait_for("crash to be backing off", Duration::from_secs(90), || async {
-        let p = pods.get("crash").await.ok()?;
-        let cs = p.status?.container_statuses?.into_iter().next()?;
-        let waiting = cs.state?.waiting?;
-        (waiting.reason.as_deref() == Some("CrashLoopBackOff")).then_some(waiting)
-    })
+    let crash_loop = wait_for(
+        "crash to be backing off",
+        Duration::from_secs(90),
+        || async {
+            let p = pods.get("crash").await.ok()?;
+            let cs = p.status?.container_statuses?.into_iter().next()?;
+            let waiting = cs.state?.waiting?;
+            (waiting.reason.as_deref() == Some("CrashLoopBackOff")).then_some(waiting)
+        },
+    )
     .await;
     assert!(crash_loop.message.is_some_and(|m| m.contains("back-off")));
     assert_eq!(phase_of(&pods, "crash").await.as_deref(), Some("Running"));
@@ -565,29 +590,49 @@ async fn restarts_follows_logs_execs_and_reports_image_errors() {
         spec.containers[0].image = Some("podway.invalid/absent:1".into());
         spec.containers[0].image_pull_policy = Some("Never".into());
     }
-    pods.create(&PostParams::default(), &never).await.expect("create never");
-    let waiting = wait_for("never to report its image", Duration::from_secs(60), || async {
-        let p = pods.get("never").await.ok()?;
-        let cs = p.status?.container_statuses?.into_iter().next()?;
-        let w = cs.state?.waiting?;
-        (w.reason.as_deref() == Some("ErrImageNeverPull")).then_some(w)
-    })
+    pods.create(&PostParams::default(), &never)
+        .await
+        .expect("create never");
+    let waiting = wait_for(
+        "never to report its image",
+        Duration::from_secs(60),
+        || async {
+            let p = pods.get("never").await.ok()?;
+            let cs = p.status?.container_statuses?.into_iter().next()?;
+            let w = cs.state?.waiting?;
+            (w.reason.as_deref() == Some("ErrImageNeverPull")).then_some(w)
+        },
+    )
     .await;
-    assert!(waiting.message.is_some_and(|m| m.contains("podway.invalid/absent:1")));
+    assert!(
+        waiting
+            .message
+            .is_some_and(|m| m.contains("podway.invalid/absent:1"))
+    );
     assert_eq!(phase_of(&pods, "never").await.as_deref(), Some("Pending"));
 
     // Following a log ends when the container exits, with everything it wrote.
     pods.create(
         &PostParams::default(),
-        &pod("counter", "Never", "sleep 1; for i in 1 2 3; do echo line $i; sleep 1; done"),
+        &pod(
+            "counter",
+            "Never",
+            "sleep 1; for i in 1 2 3; do echo line $i; sleep 1; done",
+        ),
     )
     .await
     .expect("create counter");
     wait_for("counter to run", Duration::from_secs(60), || async {
-        matches!(phase_of(&pods, "counter").await.as_deref(), Some("Running" | "Succeeded")).then_some(())
+        matches!(
+            phase_of(&pods, "counter").await.as_deref(),
+            Some("Running" | "Succeeded")
+        )
+        .then_some(())
     })
     .await;
-    let (code, body) = cluster.agent_get("/containerLogs/default/counter/main?follow=true", true).await;
+    let (code, body) = cluster
+        .agent_get("/containerLogs/default/counter/main?follow=true", true)
+        .await;
     assert_eq!((code, body.as_str()), (200, "line 1\nline 2\nline 3\n"));
     wait_for("counter to succeed", Duration::from_secs(60), || async {
         (phase_of(&pods, "counter").await.as_deref() == Some("Succeeded")).then_some(())
@@ -595,9 +640,16 @@ async fn restarts_follows_logs_execs_and_reports_image_errors() {
     .await;
 
     // exec through the API server and the agent, as kubectl does it.
-    pods.create(&PostParams::default(), &pod("shell", "Always", "exec sleep 3600"))
-        .await
-        .expect("create shell");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "shell",
+            "Always",
+            "echo served > /tmp/index.html; httpd -p 127.0.0.1:8080 -h /tmp; exec sleep 3600",
+        ),
+    )
+    .await
+    .expect("create shell");
     wait_for("shell to run", Duration::from_secs(60), || async {
         (phase_of(&pods, "shell").await.as_deref() == Some("Running")).then_some(())
     })
@@ -605,13 +657,34 @@ async fn restarts_follows_logs_execs_and_reports_image_errors() {
     let cluster = Arc::new(cluster);
     let c = cluster.clone();
     let out = tokio::task::spawn_blocking(move || {
-        c.kubectl(&["exec", "shell", "--", "sh", "-c", "echo out-$GREETING; echo err >&2; exit 7"])
+        c.kubectl(&[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo out-$GREETING; echo err >&2; exit 7",
+        ])
     })
     .await
     .expect("kubectl task");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out-hello\n");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err\n"),
+        "{out:?}"
+    );
     assert_eq!(out.status.code(), Some(7), "{out:?}");
-    let (code, body) = cluster.agent_get("/run/default/shell/main?cmd=echo%20ran", true).await;
-    assert_eq!((code, body.as_str()), (405, "method not allowed"));
+    // run: a synchronous command, output in the body; GET is not allowed.
+    let (code, body) = cluster
+        .agent_request(
+            hyper::Method::POST,
+            "/run/default/shell/main?cmd=echo%20ran%20it",
+            true,
+        )
+        .await;
+    assert_eq!((code, body.as_str()), (200, "ran it\n"));
+    let (code, _) = cluster
+        .agent_get("/run/default/shell/main?cmd=echo%20ran", true)
+        .await;
+    assert_eq!(code, 405);
 }
