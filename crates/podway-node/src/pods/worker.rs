@@ -156,7 +156,10 @@ impl Run {
             } else {
                 self.sync(&pod).await;
             }
+            // Biased: when the pod leaves the API server its handle (and so the sender of
+            // `pod`) is dropped right after `gone` is cancelled, and that must tear down.
             tokio::select! {
+                biased;
                 _ = self.w.stop.cancelled() => return,
                 _ = self.w.gone.cancelled() => {
                     tracing::info!(pod = %self.label(), "pod is gone, removing its sandbox");
