@@ -5,9 +5,10 @@
 //! [`header_block`] the NV format and the per-direction zlib contexts, [`codec`] the tokio-util
 //! codec between bytes and frames, and [`session`] the connection tasks and streams.
 //!
-//! Compatibility with spdystream is deliberate and narrower than the SPDY/3.1 draft: no flow
-//! control (SETTINGS and WINDOW_UPDATE are parsed and ignored, windows are never awaited), no
-//! HEADERS/NOOP/CREDENTIAL frames are sent, a server sends nothing before the client's first
+//! Compatibility with spdystream is deliberate and narrower than the SPDY/3.1 draft: per-stream
+//! flow control binds only a peer that has shown it does flow control (sent INITIAL_WINDOW_SIZE
+//! or WINDOW_UPDATE, as podway sessions do; Go never does), so windows are never awaited from Go
+//! and Go is never sent WINDOW_UPDATE; no HEADERS/NOOP/CREDENTIAL frames are sent, a server sends nothing before the client's first
 //! frame, and RST_STREAM from the peer reads as end-of-stream.
 
 pub mod codec;

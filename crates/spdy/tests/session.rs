@@ -2,25 +2,10 @@
 
 mod common;
 
-use common::{headers, pattern, session_pair};
+use common::{headers, open_accept, pattern, session_pair};
 use sha2::{Digest, Sha256};
 use spdy::{Config, Error, RstStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Opens a stream on `client` and accepts it from `incoming`.
-async fn open_accept(
-    client: &spdy::Session,
-    incoming: &mut spdy::Incoming,
-    headers: spdy::Headers,
-) -> (spdy::Stream, spdy::Stream) {
-    let accept = async {
-        let pending = incoming.accept().await.unwrap();
-        assert_eq!(pending.headers(), &headers);
-        pending.accept()
-    };
-    let (client, server) = tokio::join!(client.open(headers.clone()), accept);
-    (client.unwrap(), server)
-}
 
 /// The server accepts every stream and echoes it until the client's FIN, then half-closes.
 fn spawn_echo_server(mut incoming: spdy::Incoming) -> tokio::task::JoinHandle<usize> {

@@ -59,7 +59,7 @@ pub enum Frame {
     SynReply(SynReply),
     /// Aborts a stream.
     RstStream(RstStream),
-    /// Connection settings (parsed and ignored by sessions).
+    /// Connection settings (sessions use INITIAL_WINDOW_SIZE).
     Settings(Settings),
     /// Liveness check and its echo.
     Ping(Ping),
@@ -67,7 +67,7 @@ pub enum Frame {
     GoAway(GoAway),
     /// Additional headers for a stream (accepted, never sent to Go peers).
     Headers(HeadersFrame),
-    /// Flow-control credit (parsed and ignored by sessions).
+    /// Flow-control credit.
     WindowUpdate(WindowUpdate),
     /// Stream payload.
     Data(Data),

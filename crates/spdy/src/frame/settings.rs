@@ -1,4 +1,5 @@
-//! SETTINGS: connection parameters. Parsed and ignored by sessions (Go never sends them).
+//! SETTINGS: connection parameters. Sessions send and honour only INITIAL_WINDOW_SIZE (Go never
+//! sends SETTINGS).
 
 use bytes::{Buf, BufMut, BytesMut};
 

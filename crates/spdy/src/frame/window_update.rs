@@ -1,4 +1,5 @@
-//! WINDOW_UPDATE: flow-control credit. Parsed and ignored by sessions (Go has no flow control).
+//! WINDOW_UPDATE: flow-control credit. Sessions exchange it only with peers that do flow control
+//! (Go has none).
 
 use bytes::{Buf, BufMut, BytesMut};
 

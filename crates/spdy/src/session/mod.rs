@@ -1,10 +1,12 @@
 //! Multiplexed SPDY sessions: [`Session`] opens streams and pings, [`Incoming`] hands out the
 //! peer's streams, and one reader and one writer task own the socket.
 //!
-//! Behaviour follows moby/spdystream where it matters for interoperability: no flow control, a
-//! server is silent until the client's first frame, SYN_REPLY precedes any DATA, RST_STREAM from
+//! Behaviour follows moby/spdystream where it matters for interoperability: windows are only
+//! honoured once the peer shows it does flow control (SETTINGS or WINDOW_UPDATE), a server is silent until
+//! the client's first frame, SYN_REPLY precedes any DATA, RST_STREAM from
 //! the peer reads as EOF, and `close()` resets unfinished streams before GOAWAY.
 
+mod flow;
 mod reader;
 mod state;
 mod stream;
@@ -87,6 +89,8 @@ impl Session {
         let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
         let shared = Shared::new(role, config.clone(), incoming_tx, control_tx, data_tx);
         shared.touch();
+        // Go ignores it; a podway peer learns our window and that we do flow control.
+        shared.send_control(flow::initial_settings(shared.recv_window));
         let (read_half, write_half) = tokio::io::split(io);
         let encoder = match FrameEncoder::new() {
             Ok(e) => Some(e),

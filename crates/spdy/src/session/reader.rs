@@ -9,11 +9,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::Decoder;
 
 use super::PendingStream;
+use super::flow;
 use super::state::{Shared, StreamEntry};
 use crate::codec::FrameDecoder;
 use crate::error::Error;
 use crate::frame::{
-    Data, Frame, FrameError, GoAwayStatus, Ping, RstStatus, RstStream, SynReply, SynStream,
+    Data, Frame, FrameError, GoAwayStatus, Ping, RstStatus, RstStream, Settings, SynReply,
+    SynStream, WindowUpdate,
 };
 
 /// Minimum free space offered to each socket read.
@@ -85,9 +87,11 @@ async fn handle(shared: &Arc<Shared>, frame: Frame) -> ControlFlow<()> {
             shared.terminate("peer sent GOAWAY");
             return ControlFlow::Break(());
         }
-        // No flow control (as spdystream): windows and settings are ignored. HEADERS carry nothing
-        // Kubernetes uses; their block was still inflated to keep the zlib stream in step.
-        Frame::Settings(_) | Frame::WindowUpdate(_) | Frame::Headers(_) => {}
+        Frame::Settings(f) => on_settings(shared, &f).await,
+        Frame::WindowUpdate(f) => on_window_update(shared, f).await,
+        // HEADERS carry nothing Kubernetes uses; their block was still inflated to keep the zlib
+        // stream in step.
+        Frame::Headers(_) => {}
     }
     ControlFlow::Continue(())
 }
@@ -130,7 +134,8 @@ async fn on_syn_stream(shared: &Arc<Shared>, f: SynStream) {
         } else if let Some(tx) = st.incoming.clone() {
             st.next_peer_id = id.saturating_add(2);
             st.last_peer_id = id;
-            let mut entry = StreamEntry::new(false);
+            let windows = st.new_windows(shared.recv_window);
+            let mut entry = StreamEntry::new(false, windows);
             entry.remote_done = f.fin;
             entry.local_done = f.unidirectional;
             st.streams.insert(id, entry);
@@ -182,6 +187,7 @@ fn on_rst_stream(shared: &Shared, f: RstStream) {
         entry.reset_by_peer = Some(f.status);
         entry.local_done = true;
         entry.finish_remote();
+        entry.wake_writer();
         if let Some(tx) = entry.reply_tx.take() {
             let _ = tx.send(Err(Error::Refused {
                 stream_id: f.stream_id,
@@ -209,23 +215,28 @@ async fn on_ping(shared: &Shared, f: Ping) {
 enum DataAction {
     Done,
     Reset,
+    Overrun,
     Wait,
 }
 
 async fn on_data(shared: &Shared, mut d: Data) {
     let id = d.stream_id;
+    let threshold = shared.update_threshold();
     loop {
         let space = shared.space.notified();
         tokio::pin!(space);
         space.as_mut().enable();
         let action = {
             let mut st = shared.lock();
+            let aware = st.peer_flow_control;
             let known_old = if shared.is_local_id(id) {
                 id < st.next_local_id
             } else {
                 id < st.next_peer_id
             };
-            match st.streams.get_mut(&id) {
+            let len = d.payload.len();
+            let mut discarded = 0;
+            let action = match st.streams.get_mut(&id) {
                 // The late FIN of a stream we already dropped is harmless.
                 None if d.payload.is_empty() && known_old => DataAction::Done,
                 None => DataAction::Reset,
@@ -239,17 +250,20 @@ async fn on_data(shared: &Shared, mut d: Data) {
                     }
                 }
                 Some(_) if d.payload.is_empty() && !d.fin => DataAction::Done,
+                Some(entry) if aware && len as i64 > entry.windows.recv => DataAction::Overrun,
                 Some(entry) if !entry.recv_handle => {
+                    entry.windows.receive(len);
+                    discarded = len;
                     if d.fin {
                         entry.remote_done = true;
                     }
                     DataAction::Done
                 }
                 Some(entry) => {
-                    let len = d.payload.len();
                     if entry.buffered == 0
                         || entry.buffered + len <= shared.config.max_stream_buffer
                     {
+                        entry.windows.receive(len);
                         if len > 0 {
                             entry.recv_buf.push_back(std::mem::take(&mut d.payload));
                             entry.buffered += len;
@@ -265,7 +279,13 @@ async fn on_data(shared: &Shared, mut d: Data) {
                         DataAction::Wait
                     }
                 }
+            };
+            if discarded > 0
+                && let Some(update) = st.consumed(id, discarded, threshold)
+            {
+                shared.send_control(update);
             }
+            action
         };
         match action {
             DataAction::Done => {
@@ -280,6 +300,11 @@ async fn on_data(shared: &Shared, mut d: Data) {
                 shared.send_rst(id, RstStatus::InvalidStream);
                 return;
             }
+            DataAction::Overrun => {
+                tracing::debug!(stream_id = id, "SPDY peer overran the stream window");
+                flow_error(shared, id).await;
+                return;
+            }
             DataAction::Wait => {
                 tokio::select! {
                     _ = space => {}
@@ -287,5 +312,71 @@ async fn on_data(shared: &Shared, mut d: Data) {
                 }
             }
         }
+    }
+}
+
+/// The peer broke flow control on stream `id`: RST_STREAM FLOW_CONTROL_ERROR; the stream reads
+/// EOF after what was buffered and refuses writes.
+async fn flow_error(shared: &Shared, id: u32) {
+    shared.control_backpressure().await;
+    {
+        let mut st = shared.lock();
+        if let Some(entry) = st.streams.get_mut(&id) {
+            entry.local_done = true;
+            entry.reset_locally = true;
+            entry.finish_remote();
+            entry.wake_writer();
+        }
+    }
+    shared.send_rst(id, RstStatus::FlowControlError);
+    shared.changed.notify_waiters();
+}
+
+/// SETTINGS: only INITIAL_WINDOW_SIZE matters; it also shows that the peer does flow control.
+async fn on_settings(shared: &Shared, f: &Settings) {
+    let Some(value) = flow::initial_window_of(f) else {
+        return;
+    };
+    let value = i64::from(value);
+    if value > flow::MAX_WINDOW {
+        tracing::debug!(value, "SPDY INITIAL_WINDOW_SIZE above 2^31-1 ignored");
+        return;
+    }
+    shared.control_backpressure().await;
+    let updates = {
+        let mut st = shared.lock();
+        let delta = value - st.peer_initial_window;
+        st.peer_initial_window = value;
+        for entry in st.streams.values_mut() {
+            entry.windows.send += delta;
+            entry.wake_writer();
+        }
+        st.peer_does_flow_control()
+    };
+    for update in updates {
+        shared.send_control(update);
+    }
+}
+
+/// WINDOW_UPDATE: credit for one stream (stream 0, the SPDY/3.1 session window, only shows
+/// that the peer does flow control; our per-stream windows already bound what we send).
+async fn on_window_update(shared: &Shared, f: WindowUpdate) {
+    shared.control_backpressure().await;
+    let (updates, overflow) = {
+        let mut st = shared.lock();
+        let updates = st.peer_does_flow_control();
+        let mut overflow = false;
+        if let Some(entry) = st.streams.get_mut(&f.stream_id) {
+            overflow = !entry.windows.credit(f.delta) && !entry.local_done;
+            entry.wake_writer();
+        }
+        (updates, overflow)
+    };
+    for update in updates {
+        shared.send_control(update);
+    }
+    if overflow {
+        tracing::debug!(stream_id = f.stream_id, "SPDY WINDOW_UPDATE beyond 2^31-1");
+        flow_error(shared, f.stream_id).await;
     }
 }

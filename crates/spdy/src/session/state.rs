@@ -12,6 +12,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::flow::{self, StreamWindows};
 use super::{Config, PendingStream, Role};
 use crate::error::Error;
 use crate::frame::{Frame, GoAway, GoAwayStatus, MAX_STREAM_ID, Ping, RstStatus, RstStream};
@@ -47,10 +48,14 @@ pub(crate) struct StreamEntry {
     pub recv_handle: bool,
     /// The send half (or the unsplit stream, or the pending stream) is alive.
     pub send_handle: bool,
+    /// Flow-control windows in both directions.
+    pub windows: StreamWindows,
+    /// Task waiting in `poll_write` for send window.
+    pub write_waker: Option<Waker>,
 }
 
 impl StreamEntry {
-    pub fn new(local: bool) -> Self {
+    pub fn new(local: bool, windows: StreamWindows) -> Self {
         StreamEntry {
             local,
             replied: false,
@@ -64,6 +69,15 @@ impl StreamEntry {
             read_waker: None,
             recv_handle: true,
             send_handle: true,
+            windows,
+            write_waker: None,
+        }
+    }
+
+    /// Wakes a writer waiting for send window (credit arrived or the stream ended).
+    pub fn wake_writer(&mut self) {
+        if let Some(w) = self.write_waker.take() {
+            w.wake();
         }
     }
 
@@ -94,6 +108,44 @@ pub(crate) struct State {
     pub closing: bool,
     /// The connection is over.
     pub ended: bool,
+    /// The peer has shown it does flow control (sent WINDOW_UPDATE or INITIAL_WINDOW_SIZE):
+    /// its windows are honoured and it gets WINDOW_UPDATE as we consume.
+    pub peer_flow_control: bool,
+    /// The peer's INITIAL_WINDOW_SIZE (the SPDY/3 default until it says otherwise).
+    pub peer_initial_window: i64,
+}
+
+impl State {
+    /// Windows for a stream created now.
+    pub fn new_windows(&self, recv_window: u32) -> StreamWindows {
+        StreamWindows::new(self.peer_initial_window, recv_window)
+    }
+
+    /// Records that `len` bytes of stream `id` were consumed (read or discarded) and returns
+    /// the WINDOW_UPDATE to send, if one is due (only to a peer that does flow control).
+    pub fn consumed(&mut self, id: u32, len: usize, threshold: u32) -> Option<Frame> {
+        let aware = self.peer_flow_control;
+        let entry = self.streams.get_mut(&id)?;
+        entry.windows.consumed(len);
+        if !aware || entry.remote_done {
+            return None;
+        }
+        entry.windows.take_update(id, threshold)
+    }
+
+    /// The peer showed flow control: from now on it gets WINDOW_UPDATE; returns the updates
+    /// owed for what was already consumed.
+    pub fn peer_does_flow_control(&mut self) -> Vec<Frame> {
+        if self.peer_flow_control {
+            return Vec::new();
+        }
+        self.peer_flow_control = true;
+        self.streams
+            .iter_mut()
+            .filter(|(_, e)| !e.remote_done)
+            .filter_map(|(&id, e)| e.windows.take_update(id, 0))
+            .collect()
+    }
 }
 
 /// Everything the tasks and handles of one session share.
@@ -119,6 +171,8 @@ pub(crate) struct Shared {
     pub peer_spoke: CancellationToken,
     epoch: Instant,
     last_activity_ms: AtomicU64,
+    /// The per-stream receive window we advertise (INITIAL_WINDOW_SIZE).
+    pub recv_window: u32,
 }
 
 impl Shared {
@@ -133,9 +187,11 @@ impl Shared {
             Role::Client => (1, 2, 1),
             Role::Server => (2, 1, 2),
         };
+        let recv_window = flow::recv_window_for(config.max_stream_buffer);
         Arc::new(Shared {
             role,
             config,
+            recv_window,
             state: Mutex::new(State {
                 streams: HashMap::new(),
                 next_local_id,
@@ -146,6 +202,8 @@ impl Shared {
                 incoming: Some(incoming),
                 closing: false,
                 ended: false,
+                peer_flow_control: false,
+                peer_initial_window: flow::DEFAULT_WINDOW,
             }),
             control_tx,
             data_tx,
@@ -164,6 +222,11 @@ impl Shared {
     /// Locks the state; a poisoned lock (a panic elsewhere) still yields the data.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Consumed bytes gathered before a WINDOW_UPDATE returns them.
+    pub fn update_threshold(&self) -> u32 {
+        self.recv_window / 2
     }
 
     /// Whether `id` has the parity of streams this side creates.
@@ -270,7 +333,8 @@ impl Shared {
         }
         st.next_local_id += 2;
         let (tx, rx) = oneshot::channel();
-        let mut entry = StreamEntry::new(true);
+        let windows = st.new_windows(self.recv_window);
+        let mut entry = StreamEntry::new(true, windows);
         entry.reply_tx = Some(tx);
         st.streams.insert(id, entry);
         self.send_control(Frame::SynStream(crate::frame::SynStream::new(id, headers)));
@@ -293,6 +357,7 @@ impl Shared {
             entry.local_done = true;
             entry.reset_locally = true;
             entry.finish_remote();
+            entry.wake_writer();
         }
         drop(st);
         self.changed.notify_waiters();
@@ -301,17 +366,25 @@ impl Shared {
     /// Drops a handle's claim on a stream, removing the stream once no handle is left.
     pub fn release(&self, id: u32, recv: bool, send: bool) {
         let mut st = self.lock();
+        let mut discarded = 0;
         if let Some(entry) = st.streams.get_mut(&id) {
             if recv {
                 entry.recv_handle = false;
                 entry.recv_buf.clear();
-                entry.buffered = 0;
+                discarded = std::mem::take(&mut entry.buffered);
             }
             if send {
                 entry.send_handle = false;
+                entry.write_waker = None;
             }
             if !entry.recv_handle && !entry.send_handle {
                 st.streams.remove(&id);
+            } else if discarded > 0
+                && let Some(update) = st.consumed(id, discarded, 0)
+                && !st.ended
+            {
+                // The peer's window must not stay eaten by bytes nobody will read.
+                self.send_control(update);
             }
         }
         drop(st);
@@ -396,6 +469,7 @@ impl Shared {
                 let _ = tx.send(Err(Error::SessionClosed));
             }
             entry.finish_remote();
+            entry.wake_writer();
         }
         drop(st);
         self.ended.cancel();

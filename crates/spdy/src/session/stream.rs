@@ -138,6 +138,12 @@ impl AsyncRead for RecvStream {
             }
         }
         entry.buffered -= copied;
+        let threshold = self.shared.update_threshold();
+        if let Some(update) = st.consumed(self.id, copied, threshold)
+            && !st.ended
+        {
+            self.shared.send_control(update);
+        }
         drop(st);
         self.shared.space.notify_waiters();
         Poll::Ready(Ok(()))
@@ -194,6 +200,22 @@ impl SendStream {
         ))
     }
 
+    /// How many bytes of a `want`-byte write the peer's window allows now; `None` (with the
+    /// waker registered) while a peer that does flow control has left no window.
+    fn poll_window(&self, cx: &mut Context<'_>, want: usize) -> Option<usize> {
+        let mut st = self.shared.lock();
+        let aware = st.peer_flow_control;
+        let entry = st.streams.get_mut(&self.id)?;
+        if !aware {
+            return Some(want);
+        }
+        if entry.windows.send <= 0 {
+            entry.write_waker = Some(cx.waker().clone());
+            return None;
+        }
+        Some(want.min(usize::try_from(entry.windows.send).unwrap_or(usize::MAX)))
+    }
+
     fn closed_channel(&self) -> io::Error {
         io::Error::new(
             io::ErrorKind::BrokenPipe,
@@ -214,10 +236,20 @@ impl AsyncWrite for SendStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        let Some(n) = self.poll_window(cx, buf.len().min(MAX_DATA_CHUNK)) else {
+            // Re-checked after registering: a reset or the end may have raced the waker.
+            return match self.write_error() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            };
+        };
         if ready!(self.tx.poll_reserve(cx)).is_err() {
             return Poll::Ready(Err(self.closed_channel()));
         }
-        let n = buf.len().min(MAX_DATA_CHUNK);
+        // Only this handle spends the window, so it has not shrunk since `poll_window`.
+        if let Some(entry) = self.shared.lock().streams.get_mut(&self.id) {
+            entry.windows.send -= n as i64;
+        }
         let frame = Frame::Data(Data {
             stream_id: self.id,
             fin: false,

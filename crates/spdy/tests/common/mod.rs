@@ -76,6 +76,21 @@ impl RawPeer {
         }
     }
 
+    /// The next frame within `wait`; `None` at EOF or when nothing came in time.
+    pub async fn recv_within(&mut self, wait: std::time::Duration) -> Option<Frame> {
+        tokio::time::timeout(wait, self.recv()).await.ok().flatten()
+    }
+
+    /// The next frame that is not SETTINGS (a session's first frame is its SETTINGS).
+    pub async fn recv_skip_settings(&mut self) -> Option<Frame> {
+        loop {
+            match self.recv().await? {
+                Frame::Settings(_) => continue,
+                f => return Some(f),
+            }
+        }
+    }
+
     /// Every frame until EOF.
     pub async fn recv_all(&mut self) -> Vec<Frame> {
         let mut frames = Vec::new();
@@ -98,6 +113,21 @@ pub async fn raw_server_to_client(config: Config) -> (RawPeer, Session, Incoming
     let (c, s) = tcp_pair().await;
     let (client, incoming) = Session::new(c, Role::Client, config);
     (RawPeer::new(s), client, incoming)
+}
+
+/// Opens a stream on `client` and accepts it from `incoming`.
+pub async fn open_accept(
+    client: &Session,
+    incoming: &mut Incoming,
+    headers: spdy::Headers,
+) -> (spdy::Stream, spdy::Stream) {
+    let accept = async {
+        let pending = incoming.accept().await.unwrap();
+        assert_eq!(pending.headers(), &headers);
+        pending.accept()
+    };
+    let (client, server) = tokio::join!(client.open(headers.clone()), accept);
+    (client.unwrap(), server)
 }
 
 pub fn headers(pairs: &[(&str, &str)]) -> spdy::Headers {
