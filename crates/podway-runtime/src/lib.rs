@@ -43,6 +43,7 @@ mod reference;
 mod sandbox;
 pub mod shim;
 mod snapshots;
+pub mod stats;
 mod tty;
 mod util;
 
