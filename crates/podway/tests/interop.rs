@@ -1,5 +1,5 @@
 //! Every stock kubectl on this machine against one `podway up`: exec (plain, with stdin, on a
-//! terminal) and port-forward, asserting outputs and exit codes, and which protocol each version
+//! terminal), attach with stdin and port-forward, asserting outputs and exit codes, and which protocol each version
 //! negotiated (the table in `docs/protocols-by-client.md`). Needs root, runc, umoci, busybox-static,
 //! the versioned kubectl copies and Debian's kubectl 1.20 (`scripts/install-deps.sh` fetches it).
 
@@ -22,6 +22,17 @@ spec:
     - name: main
       image: busybox:1.35
       command: ["sh", "-c", "trap 'exit 0' TERM; httpd -p 127.0.0.1:8080 -h /var/www; while true; do sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: listener
+spec:
+  containers:
+    - name: main
+      image: busybox:1.35
+      stdin: true
+      command: ["sh", "-c", "while read line; do echo \"got $line\"; done"]
 "#;
 
 /// A kubectl under test and the protocols it must negotiate with podway.
@@ -92,11 +103,17 @@ fn every_kubectl_version_execs_and_forwards() {
     let manifest = cluster.dir.path().join("peer.yaml");
     std::fs::write(&manifest, POD).expect("write manifest");
     cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-    wait_for("pod peer to be Running", Duration::from_secs(90), || {
-        cluster.assert_running();
-        let out = cluster.kubectl(&["get", "pod", "peer", "-o", "jsonpath={.status.phase}"]);
-        (stdout(&out) == "Running").then_some(())
-    });
+    for pod in ["peer", "listener"] {
+        wait_for(
+            &format!("pod {pod} to be Running"),
+            Duration::from_secs(90),
+            || {
+                cluster.assert_running();
+                let out = cluster.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
+                (stdout(&out) == "Running").then_some(())
+            },
+        );
+    }
 
     for client in clients() {
         assert!(
@@ -191,6 +208,31 @@ fn every_kubectl_version_execs_and_forwards() {
             text.starts_with("27 91\r\n"),
             "kubectl {who} -it: the process saw another size: {text:?}"
         );
+
+        // attach -i: a line reaches the main process's stdin and its answer comes back. The
+        // client then goes away; without stdinOnce the process keeps its stdin for the next one.
+        let mut attach = KillOnDrop(
+            kubectl(&["attach", "-i", "listener"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("kubectl attach -i"),
+        );
+        let mut attach_stdin = attach.0.stdin.take().expect("stdin");
+        let mut answers = BufReader::new(attach.0.stdout.take().expect("stdout"));
+        let line = format!("from kubectl {who}");
+        // kubectl reads its stdin once attached; a line written earlier waits in the pipe.
+        writeln!(attach_stdin, "{line}").expect("write to kubectl attach");
+        let expected = format!("got {line}");
+        let mut answer = String::new();
+        while answer.trim_end() != expected {
+            answer.clear();
+            let n = answers.read_line(&mut answer).expect("read kubectl attach");
+            assert!(n > 0, "kubectl {who} attach ended before {expected:?}");
+        }
+        drop(attach);
+        drop(attach_stdin);
 
         // port-forward: several connections through one session.
         let log_before = cluster.log().len();
