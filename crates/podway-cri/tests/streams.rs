@@ -81,7 +81,6 @@ async fn tty_exec_follows_resize() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "podway-runtime closes the container's stdin when an attach client's stdin ends, also without stdin_once (fails intermittently)"]
 async fn attach_reaches_the_main_process_and_its_log() {
     let daemon = Daemon::start().await;
     let mut c = daemon.clients.clone();

@@ -2,7 +2,7 @@
 //! (`STATE/attach/<first 16 hex of the id>.sock`).
 //!
 //! Frames both ways: one kind byte, a big-endian u32 length, the payload. Client ⇒ shim:
-//! [`STDIN`] data, [`CLOSE_STDIN`], [`RESIZE`] (cols u16, rows u16). Shim ⇒ client: [`STDOUT`],
+//! [`STDIN`] data, [`CLOSE_STDIN`] (honoured only with `stdin_once`), [`RESIZE`] (cols u16, rows u16). Shim ⇒ client: [`STDOUT`],
 //! [`STDERR`] data; the shim closes the socket when the container has exited.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::{ContainerState, Error, ProcessIo, Result, WindowSize};
 
 /// Bytes for the process's stdin.
 pub(crate) const STDIN: u8 = 0;
-/// Close the process's stdin.
+/// The client's stdin ended: the shim closes the process's stdin when it has `stdin_once`.
 pub(crate) const CLOSE_STDIN: u8 = 1;
 /// A terminal size.
 pub(crate) const RESIZE: u8 = 2;
@@ -81,10 +81,10 @@ pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Resul
     let (mut from_shim, to_shim) = socket.into_split();
     let to_shim = Arc::new(tokio::sync::Mutex::new(to_shim));
 
-    let mut tasks = Vec::new();
+    let mut tasks = AbortOnDrop(Vec::new());
     if let Some(mut stdin) = io.stdin {
         let to_shim = Arc::clone(&to_shim);
-        tasks.push(tokio::spawn(async move {
+        tasks.0.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 let n = match stdin.read(&mut buf).await {
@@ -110,7 +110,7 @@ pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Resul
     }
     if let Some(mut resize) = io.resize {
         let to_shim = Arc::clone(&to_shim);
-        tasks.push(tokio::spawn(async move {
+        tasks.0.push(tokio::spawn(async move {
             while let Some(WindowSize { cols, rows }) = resize.recv().await {
                 let mut payload = cols.to_be_bytes().to_vec();
                 payload.extend_from_slice(&rows.to_be_bytes());
@@ -152,10 +152,20 @@ pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Resul
             break;
         }
     }
-    for task in tasks {
-        task.abort();
-    }
+    drop(tasks);
     Ok(())
+}
+
+/// The session's input tasks, stopped when the session ends or its future is dropped (so the
+/// shim sees the client go away).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 #[cfg(test)]

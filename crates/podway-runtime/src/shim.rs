@@ -254,11 +254,16 @@ fn serve(listener: &UnixListener, shared: &Arc<Shared>) {
 }
 
 /// One attach client's input.
+///
+/// CRI semantics: the end of a client's stdin (a [`attach::CLOSE_STDIN`] frame, or the client
+/// going away after it wrote stdin) closes the container's stdin only when it was created with
+/// `stdin_once`; otherwise the container keeps its stdin for the next attach.
 fn client(mut conn: UnixStream, shared: &Shared) {
-    let mut closed = false;
+    let mut used_stdin = false;
     while let Some((kind, payload)) = attach::read_frame(&mut conn) {
         match kind {
             attach::STDIN => {
+                used_stdin = true;
                 let mut stdin = lock(&shared.stdin);
                 if let Some(w) = stdin.as_mut()
                     && w.write_all(&payload).and_then(|()| w.flush()).is_err()
@@ -267,10 +272,8 @@ fn client(mut conn: UnixStream, shared: &Shared) {
                 }
             }
             attach::CLOSE_STDIN => {
-                closed = true;
-                if !shared.tty {
-                    drop(lock(&shared.stdin).take());
-                }
+                used_stdin = true;
+                close_stdin_once(shared);
             }
             attach::RESIZE if payload.len() == 4 => {
                 if let Some(term) = &shared.terminal {
@@ -284,7 +287,15 @@ fn client(mut conn: UnixStream, shared: &Shared) {
             _ => {}
         }
     }
-    if shared.stdin_once && !closed && !shared.tty {
+    if used_stdin {
+        close_stdin_once(shared);
+    }
+}
+
+/// Closes the container's stdin if it was created with `stdin_once` (pipes only: a terminal
+/// stays open for output).
+fn close_stdin_once(shared: &Shared) {
+    if shared.stdin_once && !shared.tty {
         drop(lock(&shared.stdin).take());
     }
 }

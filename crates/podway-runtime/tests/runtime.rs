@@ -902,6 +902,90 @@ async fn attach_to_stdin_and_tty_containers() {
     assert_eq!(sockets, 0);
 }
 
+/// One attach session to `id` writing `input` then ending its stdin; returns what came back
+/// on stdout once `expect` was seen (the session is then dropped, as a client hanging up).
+async fn attach_once(rt: &Runtime, id: &str, input: &[u8], expect: &str) -> String {
+    let (mut client_in, attach_in) = tokio::io::duplex(1 << 16);
+    let (attach_out, mut client_out) = tokio::io::duplex(1 << 20);
+    let io = ProcessIo {
+        stdin: Some(Box::new(attach_in)),
+        stdout: Some(Box::new(attach_out)),
+        stderr: None,
+        resize: None,
+    };
+    let session = tokio::spawn({
+        let (rt, id) = (rt.clone(), id.to_string());
+        async move { rt.attach(&id, io).await }
+    });
+    client_in
+        .write_all(input)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(client_in);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while !String::from_utf8_lossy(&seen).contains(expect) {
+            match client_out.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    session.abort();
+    assert!(read.is_ok(), "no {expect:?} from attach, got {seen:?}");
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn attach_stdin_end_closes_container_stdin_only_with_stdin_once() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("stdin-once").await;
+
+    // Without stdin_once the container keeps its stdin: a second attach still reaches `cat`.
+    let keep = f
+        .container_with(&sandbox, "keep", &["cat"], |s| s.stdin = true)
+        .await;
+    for word in ["first", "second"] {
+        let out = attach_once(f.rt(), &keep, format!("{word}\n").as_bytes(), word).await;
+        assert!(out.contains(word), "{out:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = f
+        .rt()
+        .container(&keep)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.state, ContainerState::Running);
+    let log_path = f.log_path("keep");
+    eventually("both attached lines in the log", || {
+        let log = std::fs::read_to_string(&log_path).ok()?;
+        (log.contains(" stdout F first") && log.contains(" stdout F second")).then_some(())
+    })
+    .await;
+
+    // With stdin_once the first attach's stdin EOF closes the container's stdin: `cat` ends.
+    let once = f
+        .container_with(&sandbox, "once", &["cat"], |s| {
+            s.stdin = true;
+            s.stdin_once = true;
+        })
+        .await;
+    attach_once(f.rt(), &once, b"only\n", "only").await;
+    let c = eventually("the stdin_once container to exit", || {
+        let c = futures_lite_block(f.rt().container(&once))?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await;
+    assert_eq!(c.exit_code, 0);
+    f.rt()
+        .remove_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A tar header owned by root.
 fn header() -> tar::Header {
     let mut h = tar::Header::new_gnu();
