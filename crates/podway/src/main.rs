@@ -58,5 +58,9 @@ fn init_tracing(level: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // When stderr is gone (`podway up 2>&1 | tee` after Ctrl-C killed tee), reporting the
+        // failed write would eprintln! and panic whichever task logged, e.g. the one that turns
+        // the signal into a shutdown. Logs are best effort; shutting down is not.
+        .log_internal_errors(false)
         .init();
 }

@@ -9,11 +9,12 @@ pub fn on_signal() -> anyhow::Result<CancellationToken> {
     let mut terminate = signal(SignalKind::terminate())?;
     let cancel = token.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
-        }
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
         cancel.cancel();
+        tracing::info!("{name} received, shutting down");
     });
     Ok(token)
 }

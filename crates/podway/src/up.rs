@@ -54,16 +54,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .context("cannot start the node agent")?;
 
     let kubeconfig = data_dir.join("kubeconfig");
-    println!(
-        "podway is up: API server https://127.0.0.1:{}, node {node_name}",
-        api.local_addr().port()
-    );
-    println!("kubeconfig: {}", kubeconfig.display());
-    println!("try:");
-    println!("  export KUBECONFIG={}", kubeconfig.display());
-    println!("  kubectl get nodes");
-    println!("  kubectl apply -f examples/demo-pod.yaml && kubectl exec -it demo -- sh");
-    println!("stop with Ctrl-C");
+    say(&format!(
+        "podway is up: API server https://127.0.0.1:{}, node {node_name}\n\
+         kubeconfig: {kc}\n\
+         try:\n  export KUBECONFIG={kc}\n  kubectl get nodes\n  \
+         kubectl apply -f examples/demo-pod.yaml && kubectl exec -it demo -- sh\n\
+         stop with Ctrl-C",
+        api.local_addr().port(),
+        kc = kubeconfig.display()
+    ));
 
     let signal = crate::shutdown::on_signal()?;
     let node_stop = CancellationToken::new();
@@ -105,7 +104,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     node_result.context("node agent")?;
     api_result.context("API server")?;
     runtime_result.context("container runtime")?;
-    println!("podway stopped");
+    say("podway stopped");
     Ok(())
 }
 
@@ -117,4 +116,12 @@ where
         Ok(result) => result.map_err(anyhow::Error::from),
         Err(err) => Err(anyhow::Error::from(err)),
     }
+}
+
+/// Prints a line for the person at the terminal. A closed stdout (the reader of a pipe is gone)
+/// must not turn into a panic in the middle of starting or stopping pods.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
