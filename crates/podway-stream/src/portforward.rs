@@ -8,6 +8,7 @@ use crate::Body;
 use crate::negotiate::{self, Transport};
 
 pub mod client;
+mod connection;
 mod legacy_ws;
 mod spdy_server;
 

@@ -160,12 +160,16 @@ async fn forward_port(
         }
     };
     let (mut r, mut w) = tcp.into_split();
+    // The protocol has no half-close: each direction just ends on its own.
     let up = async {
         while let Some(chunk) = input.recv().await {
             if w.write_all(&chunk).await.is_err() {
                 break;
             }
         }
+        // Later input for this port is refused at once rather than queued: a full queue would
+        // stall the session's reader, and with it every other port.
+        input.close();
         let _ = w.shutdown().await;
     };
     let down = async {

@@ -8,7 +8,7 @@ use spdy::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::{Dialer, PortForwardOptions};
+use super::{Dialer, PortForwardOptions, connection};
 use crate::negotiate::{self, PORTFORWARD, TUNNEL_PREFIX};
 use crate::spdy_conn::{CREATION_TIMEOUT, server_session, upgraded_session};
 use crate::{Body, ws};
@@ -186,7 +186,7 @@ async fn pair(
     }
 }
 
-/// Dials the port and copies both ways; each direction half-closes the other side when it ends.
+/// Dials the port and forwards; a failed dial is reported on the error stream.
 async fn forward(
     port: u16,
     mut error: Stream,
@@ -194,8 +194,8 @@ async fn forward(
     options: &PortForwardOptions,
     dialer: &Dialer,
 ) {
-    let tcp = match dialer(port).await {
-        Ok(tcp) => tcp,
+    match dialer(port).await {
+        Ok(tcp) => connection::forward(port, tcp, data, error).await,
         Err(cause) => {
             let text = format!(
                 "error forwarding port {port} to pod {}, uid {}: {cause}",
@@ -205,22 +205,6 @@ async fn forward(
             let _ = error.write_all(text.as_bytes()).await;
             let _ = error.shutdown().await;
             data.reset(spdy::RstStatus::Cancel);
-            return;
         }
-    };
-    let (mut tcp_r, mut tcp_w) = tcp.into_split();
-    let (mut data_r, mut data_w) = data.into_split();
-    let up = async {
-        let r = tokio::io::copy(&mut data_r, &mut tcp_w).await;
-        let _ = tcp_w.shutdown().await;
-        r
-    };
-    let down = async {
-        let r = tokio::io::copy(&mut tcp_r, &mut data_w).await;
-        let _ = data_w.shutdown().await;
-        r
-    };
-    let (up, down) = tokio::join!(up, down);
-    tracing::debug!(port, ?up, ?down, "port-forward connection ended");
-    let _ = error.shutdown().await;
+    }
 }
