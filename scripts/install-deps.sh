@@ -3,12 +3,15 @@
 #   runc            the OCI runtime that runs containers
 #   busybox-static  the demo image's only binary
 #   umoci           builds the demo image offline
+#   docker-registry, skopeo  the loopback registry and the pusher of the image pull tests
 #   protobuf-compiler  protoc, needed to build the CRI bindings
 #   iproute2, curl, tmux  used by the tests
+#   python3-grpcio, python3-grpc-tools, python3-protobuf  the Python CRI client of the interop test
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in runc busybox-static umoci protobuf-compiler iproute2 curl tmux; do
+for pkg in runc busybox-static umoci protobuf-compiler iproute2 curl tmux \
+  python3-grpcio python3-grpc-tools python3-protobuf docker-registry skopeo; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

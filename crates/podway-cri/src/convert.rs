@@ -55,7 +55,7 @@ pub(crate) fn sandbox_spec(config: cri::PodSandboxConfig) -> Result<SandboxSpec,
     })
 }
 
-fn sandbox_metadata(spec: &SandboxSpec) -> cri::PodSandboxMetadata {
+pub(crate) fn sandbox_metadata(spec: &SandboxSpec) -> cri::PodSandboxMetadata {
     cri::PodSandboxMetadata {
         name: spec.name.clone(),
         uid: spec.uid.clone(),
@@ -179,7 +179,7 @@ pub(crate) fn container_spec(
     })
 }
 
-fn container_metadata(spec: &ContainerSpec) -> cri::ContainerMetadata {
+pub(crate) fn container_metadata(spec: &ContainerSpec) -> cri::ContainerMetadata {
     cri::ContainerMetadata {
         name: spec.name.clone(),
         attempt: spec.attempt,

@@ -25,13 +25,15 @@ pub struct RuntimeDaemon {
     listener: UnixListener,
     stream_server: StreamServer,
     images_dir: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl RuntimeDaemon {
     /// Opens the runtime, binds the CRI unix socket (creating its folder and replacing a stale
     /// socket file) and the streaming server.
     pub async fn bind(config: Config) -> Result<RuntimeDaemon, Error> {
-        let images_dir = config.runtime.data_dir.join("images");
+        let data_dir = config.runtime.data_dir.clone();
+        let images_dir = data_dir.join("images");
         let runtime = Runtime::open(config.runtime).await?;
         let listener = bind_socket(&config.socket).await?;
         let stream_server =
@@ -47,6 +49,7 @@ impl RuntimeDaemon {
             listener,
             stream_server,
             images_dir,
+            data_dir,
         })
     }
 
@@ -64,10 +67,11 @@ impl RuntimeDaemon {
             listener,
             stream_server,
             images_dir,
+            data_dir,
         } = self;
         let streaming = stream_server.streaming();
         let runtime_service =
-            RuntimeServiceServer::new(CriRuntime::new(runtime.clone(), streaming))
+            RuntimeServiceServer::new(CriRuntime::new(runtime.clone(), streaming, data_dir))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let image_service = ImageServiceServer::new(CriImages::new(runtime.clone(), images_dir))

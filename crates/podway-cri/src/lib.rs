@@ -18,6 +18,7 @@ mod daemon;
 mod error;
 mod image_service;
 mod runtime_service;
+mod stats;
 mod streaming;
 
 pub use config::Config;

@@ -5,12 +5,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
-use podway_runtime::{ContainerInfo, ContainerState, Runtime, SandboxState};
+use podway_runtime::{ContainerInfo, ContainerState, Runtime, SandboxInfo, SandboxState};
 use podway_stream::remotecommand::StreamOptions;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::error::{is_not_found, status};
+use crate::stats::{self, StatsReader};
 use crate::streaming::{StreamRequest, Streaming};
 
 /// Name reported by `Version`.
@@ -24,12 +25,57 @@ type Reply<T> = Result<Response<T>, Status>;
 pub(crate) struct CriRuntime {
     runtime: Runtime,
     streaming: Arc<Streaming>,
+    stats: Arc<StatsReader>,
 }
 
 impl CriRuntime {
-    /// A service over `runtime` whose streaming URLs are served by `streaming`'s server.
-    pub(crate) fn new(runtime: Runtime, streaming: Arc<Streaming>) -> CriRuntime {
-        CriRuntime { runtime, streaming }
+    /// A service over `runtime` (whose data folder is `data_dir`) whose streaming URLs are
+    /// served by `streaming`'s server.
+    pub(crate) fn new(
+        runtime: Runtime,
+        streaming: Arc<Streaming>,
+        data_dir: std::path::PathBuf,
+    ) -> CriRuntime {
+        CriRuntime {
+            runtime,
+            streaming,
+            stats: Arc::new(StatsReader::new(data_dir)),
+        }
+    }
+
+    /// Stats of `containers`, read off the async threads.
+    async fn container_stats_of(
+        &self,
+        containers: Vec<ContainerInfo>,
+    ) -> Result<Vec<cri::ContainerStats>, Status> {
+        let reader = Arc::clone(&self.stats);
+        tokio::task::spawn_blocking(move || {
+            let now = now_ns();
+            containers
+                .iter()
+                .map(|c| reader.container(c, now))
+                .collect()
+        })
+        .await
+        .map_err(|e| Status::internal(format!("stats task failed: {e}")))
+    }
+
+    /// Stats of `sandboxes`, with their running containers among `containers`.
+    async fn sandbox_stats_of(
+        &self,
+        sandboxes: Vec<SandboxInfo>,
+    ) -> Result<Vec<cri::PodSandboxStats>, Status> {
+        let containers = self.runtime.list_containers().await.map_err(status)?;
+        let reader = Arc::clone(&self.stats);
+        tokio::task::spawn_blocking(move || {
+            let now = now_ns();
+            sandboxes
+                .iter()
+                .map(|s| reader.sandbox(s, &containers, now))
+                .collect()
+        })
+        .await
+        .map_err(|e| Status::internal(format!("stats task failed: {e}")))
     }
 
     /// Image references by image id (first repo digest, else the id), read once per call.
@@ -434,30 +480,60 @@ impl RuntimeService for CriRuntime {
 
     async fn container_stats(
         &self,
-        _request: Request<cri::ContainerStatsRequest>,
+        request: Request<cri::ContainerStatsRequest>,
     ) -> Reply<cri::ContainerStatsResponse> {
-        Err(unimplemented("ContainerStats"))
+        let id = request.into_inner().container_id;
+        require("container_id", &id)?;
+        let info = self.runtime.container(&id).await.map_err(status)?;
+        let stats = self.container_stats_of(vec![info]).await?.pop();
+        Ok(Response::new(cri::ContainerStatsResponse { stats }))
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<cri::ListContainerStatsRequest>,
+        request: Request<cri::ListContainerStatsRequest>,
     ) -> Reply<cri::ListContainerStatsResponse> {
-        Err(unimplemented("ListContainerStats"))
+        let filter = request.into_inner().filter.unwrap_or_default();
+        // Every matching container, as ListContainers lists them; only running ones carry CPU
+        // and memory figures (a stopped container has no cgroup).
+        let containers = self
+            .runtime
+            .list_containers()
+            .await
+            .map_err(status)?
+            .into_iter()
+            .filter(|c| stats::container_matches(&filter, c))
+            .collect();
+        let stats = self.container_stats_of(containers).await?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<cri::PodSandboxStatsRequest>,
+        request: Request<cri::PodSandboxStatsRequest>,
     ) -> Reply<cri::PodSandboxStatsResponse> {
-        Err(unimplemented("PodSandboxStats"))
+        let id = request.into_inner().pod_sandbox_id;
+        require("pod_sandbox_id", &id)?;
+        let sandbox = self.runtime.sandbox(&id).await.map_err(status)?;
+        let stats = self.sandbox_stats_of(vec![sandbox]).await?.pop();
+        Ok(Response::new(cri::PodSandboxStatsResponse { stats }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<cri::ListPodSandboxStatsRequest>,
+        request: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Reply<cri::ListPodSandboxStatsResponse> {
-        Err(unimplemented("ListPodSandboxStats"))
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let sandboxes = self
+            .runtime
+            .list_sandboxes()
+            .await
+            .map_err(status)?
+            .into_iter()
+            .filter(|s| stats::sandbox_matches(&filter, s))
+            .collect();
+        let stats = self.sandbox_stats_of(sandboxes).await?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn update_runtime_config(
