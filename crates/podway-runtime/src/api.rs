@@ -261,6 +261,14 @@ impl Runtime {
     pub fn images(&self) -> &ImageStore {
         &self.inner.images
     }
+    /// Pulls `reference` from its registry into the image store (see [`crate::pull::pull`]).
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        options: &crate::pull::PullOptions,
+    ) -> Result<crate::images::Image> {
+        crate::pull::pull(&self.inner.images, reference, options).await
+    }
     /// Starts a sandbox: its namespaces, held by a `podway pause` process; loopback up, hostname set.
     pub async fn run_sandbox(&self, spec: SandboxSpec) -> Result<SandboxInfo> {
         crate::sandbox::run(&self.inner, spec).await

@@ -32,6 +32,7 @@ pub struct Image {
 }
 
 /// The image store under `DATA/images` (blobs by digest, an index of names).
+#[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
     snapshots: PathBuf,
@@ -76,12 +77,12 @@ struct Index {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct Descriptor {
+pub(crate) struct Descriptor {
     #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
+    pub media_type: String,
+    pub digest: String,
     #[serde(default)]
-    size: u64,
+    pub size: u64,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
     #[serde(default)]
@@ -98,13 +99,13 @@ struct Platform {
 
 /// An image manifest or an index (the fields of both, all optional).
 #[derive(Debug, serde::Deserialize)]
-struct Manifest {
+pub(crate) struct Manifest {
     #[serde(default)]
-    config: Option<Descriptor>,
+    pub config: Option<Descriptor>,
     #[serde(default)]
-    layers: Vec<Descriptor>,
+    pub layers: Vec<Descriptor>,
     #[serde(default)]
-    manifests: Vec<Descriptor>,
+    pub manifests: Vec<Descriptor>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -122,6 +123,30 @@ struct ManifestSummary {
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The manifest digest for this machine's platform (linux/amd64 on x86_64) in the image index
+/// `index` (digest `index_digest`, for the error).
+pub(crate) fn platform_entry(index: &Manifest, index_digest: &str) -> Result<String> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    index
+        .manifests
+        .iter()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+        })
+        .map(|d| d.digest.clone())
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "a linux/{arch} manifest in image index {index_digest}"
+            ))
+        })
+}
+
 /// Opens the image store of a data dir without a running runtime (for `podway image import`).
 pub fn open_store(data_dir: &Path) -> Result<ImageStore> {
     let store = ImageStore {
@@ -135,7 +160,7 @@ pub fn open_store(data_dir: &Path) -> Result<ImageStore> {
 }
 
 /// The hex part of a `sha256:<hex>` digest.
-fn digest_hex(digest: &str) -> Result<&str> {
+pub(crate) fn digest_hex(digest: &str) -> Result<&str> {
     match digest.strip_prefix("sha256:") {
         Some(hex)
             if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
@@ -266,12 +291,20 @@ impl ImageStore {
             Error::InvalidArgument(format!("{}: bad index.json: {e}", archive.display()))
         })?;
         let (tagged, manifest) = self.pick_manifest(archive, &layout, name)?;
+        self.name_image(&tagged, &manifest)
+    }
+
+    /// Unpacks the layers of the stored manifest `manifest` and names it `tagged` (a normalised
+    /// `repository:tag`); garbage-collects what a moved name left unnamed. Called with the lock.
+    fn name_image(&self, tagged: &str, manifest: &str) -> Result<Image> {
+        let tagged = tagged.to_string();
+        let manifest = manifest.to_string();
         let summary = self.summarise(&manifest)?;
         self.unpack_layers(&summary.layers)?;
         let mut index = self.read_index()?;
         index.names.insert(tagged.clone(), manifest.clone());
         write_json(&self.root.join("index.json"), &index)?;
-        tracing::info!(image = %tagged, id = %summary.id, "imported image");
+        tracing::info!(image = %tagged, id = %summary.id, "stored image");
         // A name moved to a new image may leave the old one unnamed.
         self.collect_garbage(&index)?;
         self.get(&tagged)?
@@ -362,26 +395,7 @@ impl ImageStore {
             return Ok(descriptor.digest.clone());
         }
         let index: Manifest = self.read_blob_json(&descriptor.digest)?;
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => other,
-        };
-        index
-            .manifests
-            .iter()
-            .find(|d| {
-                d.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
-            })
-            .map(|d| d.digest.clone())
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "a linux/{arch} manifest in image index {}",
-                    descriptor.digest
-                ))
-            })
+        platform_entry(&index, &descriptor.digest)
     }
 
     /// Reads a manifest and checks its blobs are present.
@@ -420,6 +434,36 @@ impl ImageStore {
                 crate::snapshots::ensure_unpacked(&self.snapshots, hex, &self.blob_path(digest)?)
             })
             .collect()
+    }
+
+    /// Where partial downloads live (`DATA/images/ingest`, outside garbage collection's reach).
+    pub(crate) fn ingest_dir(&self) -> PathBuf {
+        self.root.join("ingest")
+    }
+
+    /// Whether the blob `digest` is stored.
+    pub(crate) fn has_blob(&self, digest: &str) -> Result<bool> {
+        Ok(self.blob_path(digest)?.is_file())
+    }
+
+    /// Stores a pulled image: `blobs` (digest ⇒ verified file under [`Self::ingest_dir`], moved
+    /// into the store), the manifest bytes, and the name `tagged`. Takes the lock.
+    pub(crate) fn commit_pull(
+        &self,
+        tagged: &str,
+        manifest_digest: &str,
+        manifest: &[u8],
+        blobs: &[(String, PathBuf)],
+    ) -> Result<Image> {
+        let _lock = self.lock()?;
+        for (digest, file) in blobs {
+            let dest = self.blob_path(digest)?;
+            if !dest.is_file() {
+                std::fs::rename(file, &dest).map_err(io_ctx(format!("storing blob {digest}")))?;
+            }
+        }
+        self.write_blob(manifest_digest, &mut &manifest[..])?;
+        self.name_image(tagged, manifest_digest)
     }
 
     fn blob_path(&self, digest: &str) -> Result<PathBuf> {

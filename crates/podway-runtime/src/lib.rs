@@ -11,6 +11,7 @@
 //! ```text
 //! DATA/images/blobs/sha256/<hex>      blobs, digest-verified, written by temp file + rename
 //! DATA/images/index.json              { "names": { "docker.io/library/busybox:1.35": "sha256:<manifest>" } }
+//! DATA/images/ingest/<hex>           partial registry downloads (resumed by range requests)
 //! DATA/images/index.lock              flock held by imports, removals and garbage collection
 //! DATA/snapshots/<layer hex>/         each layer unpacked once (overlayfs whiteouts)
 //! DATA/sandboxes/<id>/sandbox.json    spec, pause pid + start time, stopped flag
@@ -39,6 +40,7 @@ pub mod images;
 mod netns;
 mod oci_runtime;
 pub mod pause;
+pub mod pull;
 mod reference;
 mod sandbox;
 pub mod shim;

@@ -29,7 +29,7 @@ pub(crate) fn ensure_unpacked(snapshots: &Path, hex: &str, blob: &Path) -> Resul
     result.map(|()| dest)
 }
 
-/// Unpacks a layer (tar, optionally gzip-compressed) into `dest`.
+/// Unpacks a layer (tar, plain or gzip- or zstd-compressed, told by its magic) into `dest`.
 fn unpack_layer(blob: &Path, dest: &Path) -> Result<()> {
     let context = || format!("unpacking layer {}", blob.display());
     let file = std::fs::File::open(blob).map_err(io_ctx(context()))?;
@@ -38,10 +38,7 @@ fn unpack_layer(blob: &Path, dest: &Path) -> Result<()> {
     let input: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(reader))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(Error::InvalidArgument(format!(
-            "layer {}: zstd layers are not supported",
-            blob.display()
-        )));
+        Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(io_ctx(context()))?)
     } else {
         Box::new(reader)
     };

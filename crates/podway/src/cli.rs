@@ -167,6 +167,8 @@ pub enum ImageCommand {
     /// Import an OCI image archive (a tar of an OCI layout, e.g. from `umoci` or
     /// `skopeo copy … oci-archive:FILE`). Works while the runtime runs on the same data dir.
     Import(ImageImportArgs),
+    /// Pull an image from an OCI registry (HTTPS, or plain HTTP for `--insecure-registry`).
+    Pull(ImagePullArgs),
     /// List the images of the runtime.
     #[command(alias = "ls")]
     List(ImageDataDir),
@@ -181,6 +183,22 @@ pub struct ImageImportArgs {
     /// archive's `org.opencontainers.image.ref.name`.
     #[arg(long, value_name = "REF")]
     pub name: Option<String>,
+    /// The runtime's data folder.
+    #[command(flatten)]
+    pub data: ImageDataDir,
+}
+
+/// `podway image pull`.
+#[derive(Debug, Args)]
+pub struct ImagePullArgs {
+    /// The image (`busybox:1.35`, `127.0.0.1:5000/app:v1`, `repo@sha256:…`).
+    pub reference: String,
+    /// A registry (`HOST:PORT`) to speak plain HTTP to; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Blobs downloaded at once.
+    #[arg(long, default_value_t = 3)]
+    pub concurrency: usize,
     /// The runtime's data folder.
     #[command(flatten)]
     pub data: ImageDataDir,
@@ -201,7 +219,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Server(args) => crate::daemons::server(args).await,
         Command::Node(args) => crate::daemons::node(args).await,
         Command::Runtime(args) => crate::daemons::runtime(args).await,
-        Command::Image(command) => crate::image::run(command),
+        Command::Image(command) => crate::image::run(command).await,
     }
 }
 

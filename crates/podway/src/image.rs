@@ -1,11 +1,24 @@
 //! `podway image …`.
-use anyhow::Context;
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use crate::cli::ImageCommand;
+use anyhow::Context;
+use podway_runtime::images::ImageStore;
+use podway_runtime::pull::{PullEvent, PullOptions, PullProgress};
+
+use crate::cli::{ImageCommand, ImagePullArgs};
+
+fn open(data_dir: &Path) -> anyhow::Result<ImageStore> {
+    podway_runtime::images::open_store(data_dir)
+        .with_context(|| format!("cannot open the image store in {}", data_dir.display()))
+}
 
 /// Runs an image command.
-pub fn run(command: ImageCommand) -> anyhow::Result<()> {
+pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
     match command {
+        ImageCommand::Pull(args) => pull(args).await,
         ImageCommand::Import(args) => {
             let store =
                 podway_runtime::images::open_store(&args.data.data_dir).with_context(|| {
@@ -62,4 +75,94 @@ fn human_size(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// `podway image pull`.
+async fn pull(args: ImagePullArgs) -> anyhow::Result<()> {
+    let store = open(&args.data.data_dir)?;
+    let progress = if std::io::stderr().is_terminal() {
+        bars()
+    } else {
+        lines()
+    };
+    let options = PullOptions {
+        insecure_registries: args.insecure_registries,
+        concurrency: args.concurrency,
+        progress: Some(progress),
+    };
+    let image = podway_runtime::pull::pull(&store, &args.reference, &options)
+        .await
+        .with_context(|| format!("cannot pull {}", args.reference))?;
+    for name in &image.repo_tags {
+        println!("pulled {name}");
+    }
+    println!("id {}", image.id);
+    Ok(())
+}
+
+/// The first 12 hex digits of a digest.
+fn short(digest: &str) -> &str {
+    let hex = digest.trim_start_matches("sha256:");
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// Plain progress lines on stderr (not a terminal).
+fn lines() -> PullProgress {
+    Arc::new(|event: &PullEvent| match event {
+        PullEvent::Resolved {
+            manifest,
+            blobs,
+            total,
+        } => eprintln!("manifest {manifest}: {blobs} blobs, {}", human_size(*total)),
+        PullEvent::Cached { digest, size } => {
+            eprintln!("{}: already present ({})", short(digest), human_size(*size));
+        }
+        PullEvent::Done { digest, size } => {
+            eprintln!("{}: downloaded ({})", short(digest), human_size(*size));
+        }
+        PullEvent::Unpacking => eprintln!("unpacking layers"),
+        PullEvent::Progress { .. } => {}
+    })
+}
+
+/// One progress bar per blob on stderr (a terminal).
+fn bars() -> PullProgress {
+    let multi = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let bars: Mutex<HashMap<String, indicatif::ProgressBar>> = Mutex::new(HashMap::new());
+    Arc::new(move |event: &PullEvent| {
+        let mut bars = bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut bar = |digest: &str, size: u64| {
+            bars.entry(digest.to_string())
+                .or_insert_with(|| {
+                    let bar = multi.add(indicatif::ProgressBar::new(size));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(short(digest).to_string());
+                    bar
+                })
+                .clone()
+        };
+        match event {
+            PullEvent::Resolved {
+                manifest, blobs, ..
+            } => {
+                let _ = multi.println(format!("manifest {manifest}: {blobs} blobs"));
+            }
+            PullEvent::Progress { digest, done, size } => bar(digest, *size).set_position(*done),
+            PullEvent::Done { digest, size } | PullEvent::Cached { digest, size } => {
+                let bar = bar(digest, *size);
+                bar.set_position(*size);
+                bar.finish();
+            }
+            PullEvent::Unpacking => {
+                let _ = multi.println("unpacking layers");
+            }
+        }
+    })
 }
