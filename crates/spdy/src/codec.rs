@@ -110,17 +110,38 @@ impl Decoder for FrameDecoder {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        // Unknown control frames (NOOP, CREDENTIAL, future types) are skipped, as SPDY/3 requires.
+        loop {
+            match self.decode_one(src)? {
+                Decoded::Frame(frame) => return Ok(Some(frame)),
+                Decoded::Incomplete => return Ok(None),
+                Decoded::Skipped => {}
+            }
+        }
+    }
+}
+
+/// One step of [`FrameDecoder`].
+enum Decoded {
+    Frame(Frame),
+    Incomplete,
+    Skipped,
+}
+
+impl FrameDecoder {
+    fn decode_one(&mut self, src: &mut BytesMut) -> Result<Decoded, FrameError> {
         let Some(head_bytes) = src.first_chunk::<HEADER_LEN>() else {
-            return Ok(None);
+            return Ok(Decoded::Incomplete);
         };
         let head = Head::parse(head_bytes);
         // Validate the header before waiting for the payload, so a bad frame fails fast.
+        let mut known = true;
         let max = match head {
             Head::Control { version, kind, .. } => {
                 if version != VERSION {
                     return Err(FrameError::BadVersion(version));
                 }
-                if !matches!(
+                known = matches!(
                     kind,
                     kind::SYN_STREAM
                         | kind::SYN_REPLY
@@ -130,9 +151,7 @@ impl Decoder for FrameDecoder {
                         | kind::GOAWAY
                         | kind::HEADERS
                         | kind::WINDOW_UPDATE
-                ) {
-                    return Err(FrameError::UnknownType(kind));
-                }
+                );
                 self.max_control_len
             }
             Head::Data { .. } => self.max_data_len,
@@ -143,7 +162,11 @@ impl Decoder for FrameDecoder {
         }
         if src.len() < HEADER_LEN + len {
             src.reserve(HEADER_LEN + len - src.len());
-            return Ok(None);
+            return Ok(Decoded::Incomplete);
+        }
+        if !known {
+            src.advance(HEADER_LEN + len);
+            return Ok(Decoded::Skipped);
         }
         src.advance(HEADER_LEN);
         let payload = src.split_to(len).freeze();
@@ -169,7 +192,7 @@ impl Decoder for FrameDecoder {
                 other => return Err(FrameError::UnknownType(other)),
             },
         };
-        Ok(Some(frame))
+        Ok(Decoded::Frame(frame))
     }
 }
 

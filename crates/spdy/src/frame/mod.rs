@@ -97,7 +97,8 @@ pub enum FrameError {
     /// A control frame carried a version other than 3.
     #[error("SPDY control frame has unsupported version {0} (expected 3)")]
     BadVersion(u16),
-    /// NOOP, CREDENTIAL or an unknown control frame type.
+    /// NOOP, CREDENTIAL or an unknown control frame type (the decoder skips these; kept for
+    /// callers that match on it).
     #[error("SPDY control frame type {0} is not supported")]
     UnknownType(u16),
     /// A frame announced a payload longer than allowed.

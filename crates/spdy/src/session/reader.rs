@@ -129,7 +129,14 @@ async fn on_syn_stream(shared: &Arc<Shared>, f: SynStream) {
         let mut st = shared.lock();
         if st.closing {
             Err(RstStatus::RefusedStream)
-        } else if shared.is_local_id(id) || id < st.next_peer_id || st.streams.contains_key(&id) {
+        } else if let Some(entry) = st.streams.get_mut(&id) {
+            // A second SYN_STREAM for an open stream breaks that stream.
+            entry.local_done = true;
+            entry.reset_locally = true;
+            entry.finish_remote();
+            entry.wake_writer();
+            Err(RstStatus::ProtocolError)
+        } else if shared.is_local_id(id) || id < st.next_peer_id {
             Err(RstStatus::ProtocolError)
         } else if let Some(tx) = st.incoming.clone() {
             st.next_peer_id = id.saturating_add(2);
@@ -158,6 +165,7 @@ async fn on_syn_stream(shared: &Arc<Shared>, f: SynStream) {
         Err(status) => {
             tracing::debug!(stream_id = id, ?status, "SPDY SYN_STREAM rejected");
             shared.send_rst(id, status);
+            shared.changed.notify_waiters();
         }
     }
 }
@@ -214,7 +222,7 @@ async fn on_ping(shared: &Shared, f: Ping) {
 /// What to do with a DATA frame after looking at the stream.
 enum DataAction {
     Done,
-    Reset,
+    Reset(RstStatus),
     Overrun,
     Wait,
 }
@@ -239,14 +247,15 @@ async fn on_data(shared: &Shared, mut d: Data) {
             let action = match st.streams.get_mut(&id) {
                 // The late FIN of a stream we already dropped is harmless.
                 None if d.payload.is_empty() && known_old => DataAction::Done,
-                None => DataAction::Reset,
+                None => DataAction::Reset(RstStatus::InvalidStream),
                 // spdystream drops DATA before SYN_REPLY; so do we.
                 Some(entry) if !entry.replied => DataAction::Done,
                 Some(entry) if entry.remote_done => {
                     if entry.reset_locally || entry.reset_by_peer.is_some() {
                         DataAction::Done
                     } else {
-                        DataAction::Reset
+                        // The peer already sent FIN on this stream.
+                        DataAction::Reset(RstStatus::StreamAlreadyClosed)
                     }
                 }
                 Some(_) if d.payload.is_empty() && !d.fin => DataAction::Done,
@@ -294,10 +303,14 @@ async fn on_data(shared: &Shared, mut d: Data) {
                 }
                 return;
             }
-            DataAction::Reset => {
-                tracing::debug!(stream_id = id, "SPDY DATA for an unknown or closed stream");
+            DataAction::Reset(status) => {
+                tracing::debug!(
+                    stream_id = id,
+                    ?status,
+                    "SPDY DATA for an unknown or closed stream"
+                );
                 shared.control_backpressure().await;
-                shared.send_rst(id, RstStatus::InvalidStream);
+                shared.send_rst(id, status);
                 return;
             }
             DataAction::Overrun => {

@@ -68,6 +68,8 @@ pub(crate) async fn run<W>(
     // A Go client drops bytes a server sends before the client's first frame.
     let may_write = shared.role == Role::Client
         || tokio::select! {
+            // A peer whose first frame was malformed has spoken: it still gets our GOAWAY.
+            biased;
             _ = shared.peer_spoke.cancelled() => true,
             _ = shared.ended.cancelled() => false,
         };
