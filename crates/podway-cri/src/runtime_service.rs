@@ -387,8 +387,15 @@ impl RuntimeService for CriRuntime {
 
     async fn reopen_container_log(
         &self,
-        _request: Request<cri::ReopenContainerLogRequest>,
+        request: Request<cri::ReopenContainerLogRequest>,
     ) -> Reply<cri::ReopenContainerLogResponse> {
+        let id = request.into_inner().container_id;
+        // As containerd: NotFound for an unknown container, FailedPrecondition when it does not
+        // run (there is no writer to reopen).
+        self.running_container(&id).await?;
+        // The log file is held open by the container's shim, which has no request to reopen it
+        // yet (it needs a message on its attach socket); until then the kubelet's log rotation
+        // sees this answer and keeps the file as it is.
         Err(unimplemented("ReopenContainerLog"))
     }
 

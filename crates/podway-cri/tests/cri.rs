@@ -603,3 +603,37 @@ async fn port_forward_over_legacy_websocket() {
     let _ = ws.close(None).await;
     drop(daemon);
 }
+
+/// The shim cannot reopen a log yet: a running container's ReopenContainerLog is Unimplemented
+/// (the kubelet then leaves the file alone); a stopped one is FailedPrecondition, an unknown one
+/// NotFound, as containerd answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_container_log_answers() {
+    let daemon = Daemon::start().await;
+    let mut c = daemon.clients.clone();
+    let logs = daemon.dir.path().join("logs");
+    let (_, container) = run_pod(&mut c, "reopen", &logs, &["sleep", "1000"]).await;
+    let client = c.clone();
+    let reopen = |id: String| {
+        let mut c = client.clone();
+        async move {
+            c.runtime
+                .reopen_container_log(cri::ReopenContainerLogRequest { container_id: id })
+                .await
+                .unwrap_err()
+                .code()
+        }
+    };
+    assert_eq!(reopen(container.clone()).await, tonic::Code::Unimplemented);
+    assert_eq!(reopen("0".repeat(64)).await, tonic::Code::NotFound);
+    assert_eq!(reopen(String::new()).await, tonic::Code::InvalidArgument);
+    c.runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: container.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reopen(container).await, tonic::Code::FailedPrecondition);
+    daemon.stop().await.unwrap();
+}
