@@ -62,8 +62,17 @@ impl Shared {
         &self,
         uid: &str,
     ) -> Result<Option<PodSandbox>, tonic::Status> {
+        self.newest_sandbox(uid, true).await
+    }
+
+    /// The newest sandbox of the pod with `uid` (only a ready one if `ready_only`), if any.
+    pub(crate) async fn newest_sandbox(
+        &self,
+        uid: &str,
+        ready_only: bool,
+    ) -> Result<Option<PodSandbox>, tonic::Status> {
         let filter = PodSandboxFilter {
-            state: Some(PodSandboxStateValue {
+            state: ready_only.then_some(PodSandboxStateValue {
                 state: PodSandboxState::SandboxReady as i32,
             }),
             label_selector: HashMap::from([(labels::POD_UID.to_string(), uid.to_string())]),

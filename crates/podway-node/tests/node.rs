@@ -264,6 +264,22 @@ impl Cluster {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// How many ready sandboxes the pod with `uid` has.
+    async fn ready_sandboxes_of(&self, uid: &str) -> usize {
+        let mut cri = cri_client(&self.cri_socket).await;
+        cri.list_pod_sandbox(ListPodSandboxRequest { filter: None })
+            .await
+            .expect("list sandboxes")
+            .into_inner()
+            .items
+            .iter()
+            .filter(|s| {
+                s.metadata.as_ref().is_some_and(|m| m.uid == uid)
+                    && s.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32
+            })
+            .count()
+    }
+
     async fn sandboxes(&self) -> usize {
         let mut cri = cri_client(&self.cri_socket).await;
         cri.list_pod_sandbox(ListPodSandboxRequest { filter: None })
@@ -478,6 +494,18 @@ async fn runs_reports_serves_logs_and_deletes_pods() {
         .expect("terminated state");
     assert_eq!(terminated.exit_code, 3);
     assert_eq!(terminated.reason.as_deref(), Some("Error"));
+    // A finished pod's sandbox stops (no pause process left); its log stays readable.
+    let oneshot_uid = failed.metadata.uid.clone().expect("uid");
+    wait_for(
+        "the sandbox of oneshot to stop",
+        Duration::from_secs(30),
+        || async { (cluster.ready_sandboxes_of(&oneshot_uid).await == 0).then_some(()) },
+    )
+    .await;
+    let (code, body) = cluster
+        .agent_get("/containerLogs/default/oneshot/main", true)
+        .await;
+    assert_eq!((code, body.as_str()), (200, "done\n"));
 
     // Deleting removes the pods and their sandboxes.
     for name in ["web", "oneshot"] {

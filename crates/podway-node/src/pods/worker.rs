@@ -13,7 +13,7 @@ use k8s_cri::v1::{
     CreateContainerRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxContainerConfig,
     LinuxPodSandboxConfig, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest,
     PullImageRequest, RemoveContainerRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, VersionRequest,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::{
@@ -102,6 +102,8 @@ struct Run {
     transitions: HashMap<&'static str, (bool, String)>,
     reported: Option<Value>,
     terminal: Option<&'static str>,
+    /// The sandbox of a finished pod has been stopped.
+    sandbox_stopped: bool,
     deleted: bool,
 }
 
@@ -131,6 +133,7 @@ impl Worker {
             transitions: HashMap::new(),
             reported: None,
             terminal: None,
+            sandbox_stopped: false,
             deleted: false,
         };
         run.main().await;
@@ -221,7 +224,7 @@ impl Run {
             None => self
                 .w
                 .shared
-                .ready_sandbox(&self.uid)
+                .newest_sandbox(&self.uid, false)
                 .await
                 .ok()
                 .flatten()
@@ -278,10 +281,18 @@ impl Run {
             .join(format!("{}_{}_{}", self.namespace, self.name, self.uid))
     }
 
-    /// Finds what a previous agent run left for this pod.
+    /// Finds what a previous agent run left for this pod. A pod the API server already shows
+    /// as finished stays finished: its (stopped) sandbox and exited containers are adopted,
+    /// never run again.
     async fn adopt(&mut self, pod: &Pod) {
         self.adopted = true;
-        let Ok(Some(sandbox)) = self.w.shared.ready_sandbox(&self.uid).await else {
+        self.terminal = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => Some("Succeeded"),
+            Some("Failed") => Some("Failed"),
+            _ => None,
+        };
+        let ready_only = self.terminal.is_none();
+        let Ok(Some(sandbox)) = self.w.shared.newest_sandbox(&self.uid, ready_only).await else {
             return;
         };
         tracing::info!(pod = %self.label(), sandbox = %sandbox.id, "adopting an existing sandbox");
@@ -383,6 +394,30 @@ impl Run {
             }
         }
         self.report(&spec_containers, &policy).await;
+        self.stop_finished_sandbox().await;
+    }
+
+    /// A finished pod keeps its exited containers (their logs stay readable) but not its
+    /// sandbox's processes: like the kubelet, stop the sandbox once.
+    async fn stop_finished_sandbox(&mut self) {
+        if self.terminal.is_none() || self.sandbox_stopped {
+            return;
+        }
+        let Some(id) = self.sandbox.clone() else {
+            return;
+        };
+        let request = StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        };
+        match self.w.shared.cri.rt().stop_pod_sandbox(request).await {
+            Ok(_) => {
+                tracing::info!(pod = %self.label(), sandbox = %id, "pod finished, sandbox stopped");
+                self.sandbox_stopped = true;
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.label(), error = %e.message(), "stopping the sandbox of a finished pod failed")
+            }
+        }
     }
 
     /// Refreshes the observed state of the current instance of container `name`.
@@ -749,6 +784,11 @@ impl Run {
     }
 
     async fn report(&mut self, spec_containers: &[Container], policy: &str) {
+        // A pod that finished before this agent started, whose containers are gone (e.g.
+        // removed with the sandbox at the last shutdown): its recorded status is all there is.
+        if self.terminal.is_some() && self.tracks.values().all(|t| t.id.is_none()) {
+            return;
+        }
         let views = self.views(spec_containers);
         let phase = match self.terminal {
             Some(p) => p,
