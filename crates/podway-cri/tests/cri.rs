@@ -132,8 +132,9 @@ async fn version_status_and_images() {
 
     let err = c
         .runtime
-        .container_stats(cri::ContainerStatsRequest {
+        .checkpoint_container(cri::CheckpointContainerRequest {
             container_id: "x".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
