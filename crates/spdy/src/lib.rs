@@ -15,6 +15,7 @@ pub mod codec;
 mod dictionary;
 mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod header_block;
 mod headers;
 pub mod session;
