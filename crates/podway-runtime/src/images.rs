@@ -31,6 +31,15 @@ pub struct Image {
     pub user: String,
 }
 
+/// What a garbage collection deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Blobs (manifests, configs, layers).
+    pub blobs: usize,
+    /// Unpacked layer snapshots.
+    pub snapshots: usize,
+}
+
 /// The image store under `DATA/images` (blobs by digest, an index of names).
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -121,7 +130,7 @@ struct ManifestSummary {
     layers: Vec<String>,
 }
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The manifest digest for this machine's platform (linux/amd64 on x86_64) in the image index
 /// `index` (digest `index_digest`, for the error).
@@ -254,49 +263,12 @@ impl ImageStore {
             .retain(|name, _| !image.repo_tags.contains(name));
         write_json(&self.root.join("index.json"), &index)?;
         tracing::info!(image = %reference, id = %image.id, "removed image");
-        self.collect_garbage(&index)
-    }
-
-    /// Imports an OCI image archive (a tar of an OCI layout), naming it `name` when given (else
-    /// the layout's `org.opencontainers.image.ref.name`). Safe while a runtime uses the store.
-    pub fn import_archive(&self, archive: &Path, name: Option<&str>) -> Result<Image> {
-        let what = || format!("importing {}", archive.display());
-        let file = std::fs::File::open(archive).map_err(io_ctx(what()))?;
-        // Held for the whole import so that garbage collection never sees its blobs unnamed.
-        let _lock = self.lock()?;
-        let mut tar = tar::Archive::new(file);
-        let mut index_json = None;
-        for entry in tar.entries().map_err(io_ctx(what()))? {
-            let mut entry = entry.map_err(io_ctx(what()))?;
-            let path = entry.path().map_err(io_ctx(what()))?.into_owned();
-            let path = path.strip_prefix("./").unwrap_or(&path).to_path_buf();
-            if path == Path::new("index.json") {
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).map_err(io_ctx(what()))?;
-                index_json = Some(bytes);
-            } else if let Ok(blob) = path.strip_prefix("blobs/sha256")
-                && entry.header().entry_type().is_file()
-            {
-                let hex = blob.to_string_lossy().into_owned();
-                self.write_blob(&format!("sha256:{hex}"), &mut entry)?;
-            }
-        }
-        let index_json = index_json.ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{} is not an OCI image layout archive (no index.json)",
-                archive.display()
-            ))
-        })?;
-        let layout: Manifest = serde_json::from_slice(&index_json).map_err(|e| {
-            Error::InvalidArgument(format!("{}: bad index.json: {e}", archive.display()))
-        })?;
-        let (tagged, manifest) = self.pick_manifest(archive, &layout, name)?;
-        self.name_image(&tagged, &manifest)
+        self.collect_garbage(&index).map(drop)
     }
 
     /// Unpacks the layers of the stored manifest `manifest` and names it `tagged` (a normalised
     /// `repository:tag`); garbage-collects what a moved name left unnamed. Called with the lock.
-    fn name_image(&self, tagged: &str, manifest: &str) -> Result<Image> {
+    pub(crate) fn name_image(&self, tagged: &str, manifest: &str) -> Result<Image> {
         let tagged = tagged.to_string();
         let manifest = manifest.to_string();
         let summary = self.summarise(&manifest)?;
@@ -337,7 +309,7 @@ impl ImageStore {
     }
 
     /// Chooses the manifest of an archive's `index.json` and the name to store it under.
-    fn pick_manifest(
+    pub(crate) fn pick_manifest(
         &self,
         archive: &Path,
         layout: &Manifest,
@@ -466,7 +438,7 @@ impl ImageStore {
         self.name_image(tagged, manifest_digest)
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+    pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         Ok(self
             .root
             .join("blobs")
@@ -485,7 +457,7 @@ impl ImageStore {
     }
 
     /// Stores a blob read from `reader`, verifying its digest.
-    fn write_blob(&self, digest: &str, reader: &mut dyn Read) -> Result<()> {
+    pub(crate) fn write_blob(&self, digest: &str, reader: &mut dyn Read) -> Result<()> {
         let path = self.blob_path(digest)?;
         if path.is_file() {
             return Ok(());
@@ -530,7 +502,7 @@ impl ImageStore {
 
     /// Takes the store's exclusive lock (`index.lock`, an `flock` released when the file closes);
     /// every change of the index or the blobs happens under it.
-    fn lock(&self) -> Result<std::fs::File> {
+    pub(crate) fn lock(&self) -> Result<std::fs::File> {
         let lock_path = self.root.join("index.lock");
         let lock = std::fs::File::create(&lock_path)
             .map_err(io_ctx(format!("opening {}", lock_path.display())))?;
@@ -543,9 +515,18 @@ impl ImageStore {
         Ok(lock)
     }
 
+    /// Garbage collection: deletes blobs no named image refers to and snapshots neither a named
+    /// image nor a container uses.
+    pub fn prune(&self) -> Result<Pruned> {
+        let _lock = self.lock()?;
+        let index = self.read_index()?;
+        self.collect_garbage(&index)
+    }
+
     /// Deletes blobs no named image refers to, and snapshots neither a named image nor a
     /// container uses. Called with the lock held.
-    fn collect_garbage(&self, index: &Index) -> Result<()> {
+    fn collect_garbage(&self, index: &Index) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
         let mut blobs = std::collections::BTreeSet::new();
         let mut snapshots = std::collections::BTreeSet::new();
         for manifest in index.names.values() {
@@ -582,12 +563,19 @@ impl ImageStore {
                         .map_err(io_ctx(format!("removing {}", path.display())))
                 };
                 match removed {
-                    Ok(()) => tracing::debug!(path = %path.display(), "garbage collected"),
+                    Ok(()) => {
+                        tracing::debug!(path = %path.display(), "garbage collected");
+                        if std::ptr::eq(dir, &blob_dir) {
+                            pruned.blobs += 1;
+                        } else {
+                            pruned.snapshots += 1;
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "garbage collection"),
                 }
             }
         }
-        Ok(())
+        Ok(pruned)
     }
 
     /// The records (`container.json`) of every container, as JSON.

@@ -37,6 +37,7 @@ mod cri_log;
 mod detached;
 mod exec;
 pub mod images;
+mod import;
 mod netns;
 mod oci_runtime;
 pub mod pause;

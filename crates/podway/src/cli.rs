@@ -164,14 +164,20 @@ pub struct RuntimeArgs {
 /// `podway image …`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Import an OCI image archive (a tar of an OCI layout, e.g. from `umoci` or
-    /// `skopeo copy … oci-archive:FILE`). Works while the runtime runs on the same data dir.
+    /// Import an image archive: an OCI layout tar (from `umoci` or `skopeo copy …
+    /// oci-archive:FILE`), a `docker save` tar, or a plain rootfs tarball (with `--name`);
+    /// gzip-compressed or not. Works while the runtime runs on the same data dir.
     Import(ImageImportArgs),
     /// Pull an image from an OCI registry (HTTPS, or plain HTTP for `--insecure-registry`).
     Pull(ImagePullArgs),
     /// List the images of the runtime.
     #[command(alias = "ls")]
     List(ImageDataDir),
+    /// Remove images (by name, id or digest reference); refuses an image a container uses.
+    #[command(alias = "remove")]
+    Rm(ImageRmArgs),
+    /// Delete blobs and layer snapshots no image or container uses.
+    Prune(ImageDataDir),
 }
 
 /// `podway image import`.
@@ -180,9 +186,20 @@ pub struct ImageImportArgs {
     /// The archive to import.
     pub file: PathBuf,
     /// Name to give the image (`busybox:1.35` = `docker.io/library/busybox:1.35`); default: the
-    /// archive's `org.opencontainers.image.ref.name`.
+    /// archive's `org.opencontainers.image.ref.name` or first `RepoTags`; required for a rootfs.
     #[arg(long, value_name = "REF")]
     pub name: Option<String>,
+    /// The runtime's data folder.
+    #[command(flatten)]
+    pub data: ImageDataDir,
+}
+
+/// `podway image rm`.
+#[derive(Debug, Args)]
+pub struct ImageRmArgs {
+    /// The images.
+    #[arg(required = true)]
+    pub references: Vec<String>,
     /// The runtime's data folder.
     #[command(flatten)]
     pub data: ImageDataDir,

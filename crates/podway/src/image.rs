@@ -19,15 +19,28 @@ fn open(data_dir: &Path) -> anyhow::Result<ImageStore> {
 pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
     match command {
         ImageCommand::Pull(args) => pull(args).await,
+        ImageCommand::Rm(args) => {
+            let store = open(&args.data.data_dir)?;
+            for reference in &args.references {
+                store
+                    .remove(reference)
+                    .with_context(|| format!("cannot remove image {reference}"))?;
+                println!("removed {reference}");
+            }
+            Ok(())
+        }
+        ImageCommand::Prune(data) => {
+            let pruned = open(&data.data_dir)?
+                .prune()
+                .context("cannot prune images")?;
+            println!(
+                "deleted {} blobs and {} layer snapshots",
+                pruned.blobs, pruned.snapshots
+            );
+            Ok(())
+        }
         ImageCommand::Import(args) => {
-            let store =
-                podway_runtime::images::open_store(&args.data.data_dir).with_context(|| {
-                    format!(
-                        "cannot open the image store in {}",
-                        args.data.data_dir.display()
-                    )
-                })?;
-            let image = store
+            let image = open(&args.data.data_dir)?
                 .import_archive(&args.file, args.name.as_deref())
                 .with_context(|| format!("cannot import {}", args.file.display()))?;
             for name in &image.repo_tags {
@@ -37,9 +50,7 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ImageCommand::List(data) => {
-            let store = podway_runtime::images::open_store(&data.data_dir).with_context(|| {
-                format!("cannot open the image store in {}", data.data_dir.display())
-            })?;
+            let store = open(&data.data_dir)?;
             println!("{:<50} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
             for image in store.list()? {
                 let short_id = image
