@@ -122,7 +122,7 @@ async fn main() {
     let one: u64 = std::env::var("PF_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
+        .unwrap_or(1024)
         * MIB;
     let server = server().await;
     let target = sink().await;
