@@ -21,6 +21,9 @@ use crate::{Body, Error};
 /// Queue depth per direction.
 const QUEUE: usize = 16;
 
+/// How long input may still arrive after the server's close before the session is dropped.
+const CLOSE_ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Handshake, 101, and the session on a spawned task.
 pub(super) fn serve(
     mut req: Request<Incoming>,
@@ -71,6 +74,7 @@ async fn run(
     options: Arc<PortForwardOptions>,
     dialer: Dialer,
 ) -> Result<(), Error> {
+    let write_end = socket.get_ref().write_end();
     let (mut sink, mut stream) = socket.split();
     for (i, port) in options.ports.iter().enumerate() {
         let data = (2 * i) as u8;
@@ -121,19 +125,34 @@ async fn run(
             }
         }
     };
-    // The session lasts as long as the client reads; port connections ending do not end it.
-    tokio::select! {
-        _ = reader => {}
-        _ = writer => {}
-    }
-    for t in &tasks {
-        t.abort();
-    }
+    // The protocol has no half-close, so the end of the WebSocket is how a client learns its
+    // connections are over (the Python client closes its local sockets then). Once every port's
+    // pod side has ended (the writer runs dry), the server closes, as the kubelet does when its
+    // port forwards return; input the client sent meanwhile still reaches the pods until the
+    // client answers the close.
+    tokio::pin!(reader);
+    let client_gone = tokio::select! {
+        _ = &mut reader => true,
+        _ = writer => false,
+    };
     let close = CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
     };
-    let _ = sink.send(Message::Close(Some(close))).await;
+    if sink.send(Message::Close(Some(close))).await.is_ok() {
+        write_end.request();
+        let _ = sink.flush().await;
+    }
+    if !client_gone
+        && tokio::time::timeout(CLOSE_ANSWER_GRACE, reader)
+            .await
+            .is_err()
+    {
+        tracing::debug!("port-forward client did not answer the WebSocket close");
+    }
+    for t in &tasks {
+        t.abort();
+    }
     Ok(())
 }
 
@@ -172,7 +191,8 @@ async fn forward_port(
         input.close();
         let _ = w.shutdown().await;
     };
-    let down = async {
+    // `out` moves in: this port stops holding the session open once its pod side has ended.
+    let down = async move {
         let mut buf = vec![0u8; MAX_CHUNK];
         loop {
             match r.read(&mut buf).await {

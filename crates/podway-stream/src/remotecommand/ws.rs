@@ -102,6 +102,7 @@ where
     F: FnOnce(ServerStreams) -> Fut + Send + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
+    let write_end = socket.get_ref().write_end();
     let (mut sink, stream) = socket.split();
     let first = if options.stdout {
         STDOUT
@@ -178,6 +179,8 @@ where
             reason: "".into(),
         };
         sink.send(Message::Close(Some(close))).await?;
+        write_end.request();
+        sink.flush().await?;
     }
     // The reader ends when the client echoes the close (or the connection drops).
     if tokio::time::timeout(std::time::Duration::from_secs(10), reader)

@@ -12,12 +12,14 @@ use crate::{Body, Error};
 
 mod bytestream;
 pub(crate) mod frame;
+mod write_end;
 
 pub use bytestream::WsByteStream;
 pub use frame::{CLOSE_CHANNEL, Encoding, Inbound, decode, encode};
+pub use write_end::{EndableWrite, WriteEnd};
 
-/// A WebSocket over a hyper-upgraded connection.
-pub type UpgradedWebSocket = WebSocketStream<TokioIo<Upgraded>>;
+/// A server-side WebSocket over a hyper-upgraded connection (see [`EndableWrite`]).
+pub type UpgradedWebSocket = WebSocketStream<EndableWrite<TokioIo<Upgraded>>>;
 
 /// Validates a WebSocket upgrade request the way golang.org/x/net/websocket does (GET only,
 /// version 13, a key) and returns the `Sec-WebSocket-Accept` value, or the status of the
@@ -68,7 +70,8 @@ pub async fn server_socket(
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
+    let io = EndableWrite::new(TokioIo::new(upgraded));
+    Ok(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
 }
 
 /// Largest inbound message accepted, as Go's WebSocket servers (`DefaultMaxPayloadBytes`).
