@@ -393,10 +393,12 @@ impl RuntimeService for CriRuntime {
         // As containerd: NotFound for an unknown container, FailedPrecondition when it does not
         // run (there is no writer to reopen).
         self.running_container(&id).await?;
-        // The log file is held open by the container's shim, which has no request to reopen it
-        // yet (it needs a message on its attach socket); until then the kubelet's log rotation
-        // sees this answer and keeps the file as it is.
-        Err(unimplemented("ReopenContainerLog"))
+        // The container's monitor holds the log file open and reopens it at the same path.
+        self.runtime
+            .reopen_container_log(&id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(

@@ -330,6 +330,10 @@ impl Runtime {
     pub async fn attach(&self, id: &str, io: ProcessIo) -> Result<()> {
         crate::attach::attach(&self.inner, id, io).await
     }
+    /// Makes the container's monitor reopen its log file at the same path (after rotation).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        crate::attach::reopen_log(&self.inner, id).await
+    }
     /// Connects to `localhost:port` inside the sandbox's network namespace.
     pub async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream> {
         let fail = |cause: String| {

@@ -2,8 +2,9 @@
 //! (`STATE/attach/<first 16 hex of the id>.sock`).
 //!
 //! Frames both ways: one kind byte, a big-endian u32 length, the payload. Client ⇒ shim:
-//! [`STDIN`] data, [`CLOSE_STDIN`] (honoured only with `stdin_once`), [`RESIZE`] (cols u16, rows u16). Shim ⇒ client: [`STDOUT`],
-//! [`STDERR`] data; the shim closes the socket when the container has exited.
+//! [`STDIN`] data, [`CLOSE_STDIN`] (honoured only with `stdin_once`), [`RESIZE`] (cols u16, rows u16),
+//! [`REOPEN_LOG`]. Shim ⇒ client: [`STDOUT`], [`STDERR`] data, [`REOPEN_DONE`]; the shim closes
+//! the socket when the container has exited.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +23,14 @@ pub(crate) const RESIZE: u8 = 2;
 pub(crate) const STDOUT: u8 = 3;
 /// Process stderr.
 pub(crate) const STDERR: u8 = 4;
+
+/// Reopen the CRI log file at its path (after a log rotation renamed it).
+pub(crate) const REOPEN_LOG: u8 = 5;
+/// The answer to [`REOPEN_LOG`]: empty on success, otherwise the error text.
+pub(crate) const REOPEN_DONE: u8 = 6;
+
+/// How long the shim may take to answer [`REOPEN_LOG`].
+const REOPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Largest payload accepted in one frame.
 pub(crate) const MAX_FRAME: usize = 1 << 20;
@@ -154,6 +163,56 @@ pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Resul
     }
     drop(tasks);
     Ok(())
+}
+
+/// Makes container `id`'s monitor reopen its CRI log file (CRI `ReopenContainerLog`).
+pub(crate) async fn reopen_log(inner: &Arc<Inner>, id: &str) -> Result<()> {
+    let info = crate::container::get(inner, id)?;
+    if info.state != ContainerState::Running {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} is not running"
+        )));
+    }
+    let path = socket_path(&inner.config.state_dir, id);
+    let io_error = |e: std::io::Error| Error::Io {
+        context: format!("reopening the log of container {id} ({})", path.display()),
+        source: e,
+    };
+    let mut socket = tokio::net::UnixStream::connect(&path)
+        .await
+        .map_err(io_error)?;
+    socket
+        .write_all(&frame(REOPEN_LOG, &[]))
+        .await
+        .map_err(io_error)?;
+    // Output frames go to every connection of the monitor, this one too: skip them.
+    let answer = async {
+        loop {
+            let mut head = [0u8; 5];
+            socket.read_exact(&mut head).await?;
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            if len > MAX_FRAME {
+                return Err(std::io::Error::other("oversized frame from the monitor"));
+            }
+            let mut payload = vec![0u8; len];
+            socket.read_exact(&mut payload).await?;
+            if head[0] == REOPEN_DONE {
+                return Ok(payload);
+            }
+        }
+    };
+    let payload = tokio::time::timeout(REOPEN_TIMEOUT, answer)
+        .await
+        .map_err(|_| io_error(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(io_error)?;
+    if payload.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Command(format!(
+            "reopening the log of container {id}: {}",
+            String::from_utf8_lossy(&payload)
+        )))
+    }
 }
 
 /// The session's input tasks, stopped when the session ends or its future is dropped (so the

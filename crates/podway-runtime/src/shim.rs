@@ -132,6 +132,9 @@ struct Io {
 /// What attach clients share.
 struct Shared {
     clients: Mutex<Vec<UnixStream>>,
+    /// The CRI log file being written (swapped by [`attach::REOPEN_LOG`]) and its path.
+    log: Arc<Mutex<Box<dyn Write + Send>>>,
+    log_path: Option<PathBuf>,
     stdin: Mutex<Option<Box<dyn Write + Send>>>,
     terminal: Option<Arc<OwnedFd>>,
     stdin_once: bool,
@@ -163,6 +166,8 @@ fn monitor(args: &Args) -> i32 {
 
     let shared = Arc::new(Shared {
         clients: Mutex::new(Vec::new()),
+        log: Arc::new(Mutex::new(open_log(args.log.as_deref()))),
+        log_path: args.log.clone(),
         stdin: Mutex::new(io.stdin),
         terminal: io.terminal,
         stdin_once: args.stdin_once,
@@ -172,8 +177,7 @@ fn monitor(args: &Args) -> i32 {
         let shared = Arc::clone(&shared);
         std::thread::spawn(move || serve(&listener, &shared));
     }
-    let sink: Arc<Mutex<Box<dyn Write + Send>>> =
-        Arc::new(Mutex::new(open_log(args.log.as_deref())));
+    let sink = Arc::clone(&shared.log);
     let pumps: Vec<_> = io
         .outputs
         .into_iter()
@@ -275,6 +279,15 @@ fn client(mut conn: UnixStream, shared: &Shared) {
                 used_stdin = true;
                 close_stdin_once(shared);
             }
+            attach::REOPEN_LOG => {
+                let answer = match reopen_log(shared) {
+                    Ok(()) => Vec::new(),
+                    Err(e) => e.into_bytes(),
+                };
+                // Under the clients lock: output frames to this connection must not interleave.
+                let _clients = lock(&shared.clients);
+                let _ = conn.write_all(&attach::frame(attach::REOPEN_DONE, &answer));
+            }
             attach::RESIZE if payload.len() == 4 => {
                 if let Some(term) = &shared.terminal {
                     let size = crate::WindowSize {
@@ -308,6 +321,23 @@ fn broadcast(shared: &Shared, kind: u8, chunk: &[u8]) {
     }
     let frame = attach::frame(kind, chunk);
     clients.retain_mut(|c| c.write_all(&frame).is_ok());
+}
+
+/// Opens the log file again at its path and writes every later record there; the output
+/// threads take the same lock per record, so no record is split between the files.
+fn reopen_log(shared: &Shared) -> Result<(), String> {
+    let Some(path) = &shared.log_path else {
+        return Err("the container has no log file".into());
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let mut log = lock(&shared.log);
+    let _ = log.flush();
+    *log = Box::new(file);
+    Ok(())
 }
 
 fn open_log(path: Option<&Path>) -> Box<dyn Write + Send> {
