@@ -4,7 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, IMAGE, channels, eventually, run_pod, sandbox_config, status_of, websocket};
+use common::{
+    Daemon, IMAGE, channels, eventually, run_httpd_pod, run_pod, sandbox_config, status_of,
+    websocket,
+};
 use futures::{SinkExt, StreamExt};
 use k8s_cri::v1 as cri;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -526,36 +529,7 @@ async fn port_forward_over_legacy_websocket() {
     let daemon = Daemon::start().await;
     let mut c = daemon.clients.clone();
     let log_dir = daemon.dir.path().join("logs/pf");
-    let (sandbox, container) = run_pod(
-        &mut c,
-        "pf",
-        &log_dir,
-        &["httpd", "-f", "-p", "8080", "-h", "/var/www"],
-    )
-    .await;
-    // httpd listens once it runs; ExecSync probes it from inside the pod.
-    let probe = c.clone();
-    eventually("httpd answering inside the pod", || {
-        let mut probe = probe.clone();
-        let container = container.clone();
-        async move {
-            probe
-                .runtime
-                .exec_sync(cri::ExecSyncRequest {
-                    container_id: container,
-                    cmd: vec![
-                        "wget".into(),
-                        "-q".into(),
-                        "-O-".into(),
-                        "http://127.0.0.1:8080/".into(),
-                    ],
-                    timeout: 5,
-                })
-                .await
-                .is_ok_and(|r| r.into_inner().exit_code == 0)
-        }
-    })
-    .await;
+    let (sandbox, _) = run_httpd_pod(&mut c, "pf", &log_dir).await;
     let url = c
         .runtime
         .port_forward(cri::PortForwardRequest {

@@ -3,7 +3,7 @@
 //! Needs root, runc, `cargo build -p podway` (or `PODWAY_BIN`), umoci and busybox-static.
 mod common;
 
-use common::{Daemon, eventually, run_pod};
+use common::{Daemon, run_httpd_pod, run_pod};
 use k8s_cri::v1 as cri;
 use podway_stream::portforward::client::PortForwardClient;
 use podway_stream::remotecommand::client::{ClientTransport, connect};
@@ -84,35 +84,7 @@ async fn port_forward_over_spdy_dials_inside_the_pod() {
     let daemon = Daemon::start().await;
     let mut c = daemon.clients.clone();
     let log_dir = daemon.dir.path().join("logs/spdypf");
-    let (sandbox, container) = run_pod(
-        &mut c,
-        "spdypf",
-        &log_dir,
-        &["httpd", "-f", "-p", "8080", "-h", "/var/www"],
-    )
-    .await;
-    let probe = c.clone();
-    eventually("httpd answering inside the pod", || {
-        let mut probe = probe.clone();
-        let container = container.clone();
-        async move {
-            probe
-                .runtime
-                .exec_sync(cri::ExecSyncRequest {
-                    container_id: container,
-                    cmd: vec![
-                        "wget".into(),
-                        "-q".into(),
-                        "-O-".into(),
-                        "http://127.0.0.1:8080/".into(),
-                    ],
-                    timeout: 5,
-                })
-                .await
-                .is_ok_and(|r| r.into_inner().exit_code == 0)
-        }
-    })
-    .await;
+    let (sandbox, _) = run_httpd_pod(&mut c, "spdypf", &log_dir).await;
     // kubectl's CRI request names no ports for SPDY: each stream names its own.
     let url = c
         .runtime

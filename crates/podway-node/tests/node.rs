@@ -264,30 +264,28 @@ impl Cluster {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// How many ready sandboxes the pod with `uid` has.
-    async fn ready_sandboxes_of(&self, uid: &str) -> usize {
+    /// Every sandbox the runtime has.
+    async fn all_sandboxes(&self) -> Vec<k8s_cri::v1::PodSandbox> {
         let mut cri = cri_client(&self.cri_socket).await;
         cri.list_pod_sandbox(ListPodSandboxRequest { filter: None })
             .await
             .expect("list sandboxes")
             .into_inner()
             .items
+    }
+
+    /// How many ready sandboxes the pod with `uid` has.
+    async fn ready_sandboxes_of(&self, uid: &str) -> usize {
+        let ready = k8s_cri::v1::PodSandboxState::SandboxReady as i32;
+        self.all_sandboxes()
+            .await
             .iter()
-            .filter(|s| {
-                s.metadata.as_ref().is_some_and(|m| m.uid == uid)
-                    && s.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32
-            })
+            .filter(|s| s.state == ready && s.metadata.as_ref().is_some_and(|m| m.uid == uid))
             .count()
     }
 
     async fn sandboxes(&self) -> usize {
-        let mut cri = cri_client(&self.cri_socket).await;
-        cri.list_pod_sandbox(ListPodSandboxRequest { filter: None })
-            .await
-            .expect("list sandboxes")
-            .into_inner()
-            .items
-            .len()
+        self.all_sandboxes().await.len()
     }
 }
 

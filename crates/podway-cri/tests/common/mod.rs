@@ -340,3 +340,38 @@ pub fn status_of(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("status JSON {:?}: {e}", String::from_utf8_lossy(bytes)))
 }
+
+/// Runs a pod whose container serves `/var/www` with busybox httpd on its localhost:8080 and
+/// waits until it answers (probed from inside the pod with ExecSync); returns (sandbox, container).
+pub async fn run_httpd_pod(c: &mut Clients, name: &str, log_dir: &Path) -> (String, String) {
+    let (sandbox, container) = run_pod(
+        c,
+        name,
+        log_dir,
+        &["httpd", "-f", "-p", "8080", "-h", "/var/www"],
+    )
+    .await;
+    let probe = c.clone();
+    eventually("httpd answering inside the pod", || {
+        let mut probe = probe.clone();
+        let container = container.clone();
+        async move {
+            probe
+                .runtime
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id: container,
+                    cmd: vec![
+                        "wget".into(),
+                        "-q".into(),
+                        "-O-".into(),
+                        "http://127.0.0.1:8080/".into(),
+                    ],
+                    timeout: 5,
+                })
+                .await
+                .is_ok_and(|r| r.into_inner().exit_code == 0)
+        }
+    })
+    .await;
+    (sandbox, container)
+}
