@@ -48,17 +48,32 @@ pub(crate) fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The payload length a frame head announces, `None` when it exceeds [`MAX_FRAME`].
+fn payload_len(head: &[u8; 5]) -> Option<usize> {
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    (len <= MAX_FRAME).then_some(len)
+}
+
 /// Reads one frame from a blocking reader; `None` at EOF or on a malformed frame.
 pub(crate) fn read_frame(r: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
     let mut head = [0u8; 5];
     r.read_exact(&mut head).ok()?;
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > MAX_FRAME {
-        return None;
-    }
-    let mut payload = vec![0u8; len];
+    let mut payload = vec![0u8; payload_len(&head)?];
     r.read_exact(&mut payload).ok()?;
     Some((head[0], payload))
+}
+
+/// Reads one frame from the monitor's socket.
+async fn read_frame_from(
+    r: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).await?;
+    let len = payload_len(&head)
+        .ok_or_else(|| std::io::Error::other("oversized frame from the container's monitor"))?;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    Ok((head[0], payload))
 }
 
 /// The attach socket of container `id`.
@@ -69,12 +84,7 @@ pub(crate) fn socket_path(state_dir: &Path, id: &str) -> PathBuf {
 
 /// Attaches `io` to container `id`; returns when the process ends or the client goes away.
 pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Result<()> {
-    let info = crate::container::get(inner, id)?;
-    if info.state != ContainerState::Running {
-        return Err(Error::FailedPrecondition(format!(
-            "container {id} is not running"
-        )));
-    }
+    let info = running_container(inner, id)?;
     if io.stdin.is_some() && !info.spec.stdin {
         return Err(Error::InvalidArgument(format!(
             "container {id} was not created with stdin open; attach without stdin"
@@ -136,20 +146,8 @@ pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Resul
         }));
     }
     let (mut stdout, mut stderr) = (io.stdout, io.stderr);
-    loop {
-        let mut head = [0u8; 5];
-        if from_shim.read_exact(&mut head).await.is_err() {
-            break;
-        }
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > MAX_FRAME {
-            break;
-        }
-        let mut payload = vec![0u8; len];
-        if from_shim.read_exact(&mut payload).await.is_err() {
-            break;
-        }
-        let out = match head[0] {
+    while let Ok((kind, payload)) = read_frame_from(&mut from_shim).await {
+        let out = match kind {
             STDOUT => stdout.as_mut(),
             STDERR => stderr.as_mut(),
             _ => None,
@@ -165,14 +163,20 @@ pub(crate) async fn attach(inner: &Arc<Inner>, id: &str, io: ProcessIo) -> Resul
     Ok(())
 }
 
-/// Makes container `id`'s monitor reopen its CRI log file (CRI `ReopenContainerLog`).
-pub(crate) async fn reopen_log(inner: &Arc<Inner>, id: &str) -> Result<()> {
+/// Container `id`, which must be running (its monitor serves the socket).
+fn running_container(inner: &Arc<Inner>, id: &str) -> Result<crate::ContainerInfo> {
     let info = crate::container::get(inner, id)?;
     if info.state != ContainerState::Running {
         return Err(Error::FailedPrecondition(format!(
             "container {id} is not running"
         )));
     }
+    Ok(info)
+}
+
+/// Makes container `id`'s monitor reopen its CRI log file (CRI `ReopenContainerLog`).
+pub(crate) async fn reopen_log(inner: &Arc<Inner>, id: &str) -> Result<()> {
+    running_container(inner, id)?;
     let path = socket_path(&inner.config.state_dir, id);
     let io_error = |e: std::io::Error| Error::Io {
         context: format!("reopening the log of container {id} ({})", path.display()),
@@ -188,15 +192,8 @@ pub(crate) async fn reopen_log(inner: &Arc<Inner>, id: &str) -> Result<()> {
     // Output frames go to every connection of the monitor, this one too: skip them.
     let answer = async {
         loop {
-            let mut head = [0u8; 5];
-            socket.read_exact(&mut head).await?;
-            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            if len > MAX_FRAME {
-                return Err(std::io::Error::other("oversized frame from the monitor"));
-            }
-            let mut payload = vec![0u8; len];
-            socket.read_exact(&mut payload).await?;
-            if head[0] == REOPEN_DONE {
+            let (kind, payload) = read_frame_from(&mut socket).await?;
+            if kind == REOPEN_DONE {
                 return Ok(payload);
             }
         }

@@ -9,8 +9,6 @@ use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Dialer, PortForwardOptions};
 use crate::io::MAX_CHUNK;
@@ -20,9 +18,6 @@ use crate::{Body, Error};
 
 /// Queue depth per direction.
 const QUEUE: usize = 16;
-
-/// How long input may still arrive after the server's close before the session is dropped.
-const CLOSE_ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Handshake, 101, and the session on a spawned task.
 pub(super) fn serve(
@@ -135,20 +130,9 @@ async fn run(
         _ = &mut reader => true,
         _ = writer => false,
     };
-    let close = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    };
-    if sink.send(Message::Close(Some(close))).await.is_ok() {
-        write_end.request();
-        let _ = sink.flush().await;
-    }
-    if !client_gone
-        && tokio::time::timeout(CLOSE_ANSWER_GRACE, reader)
-            .await
-            .is_err()
-    {
-        tracing::debug!("port-forward client did not answer the WebSocket close");
+    let closed = ws::send_close(&mut sink, &write_end).await.is_ok();
+    if closed && !client_gone {
+        ws::await_close_answer(reader).await;
     }
     for t in &tasks {
         t.abort();

@@ -6,8 +6,6 @@ use futures::{SinkExt, StreamExt};
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoxedReader, BoxedWriter, Outcome, ServerStreams, StreamOptions, TerminalSize};
@@ -174,21 +172,10 @@ where
             sink.send(ws::encode(proto.encoding, ERROR, &status))
                 .await?;
         }
-        let close = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        sink.send(Message::Close(Some(close))).await?;
-        write_end.request();
-        sink.flush().await?;
+        ws::send_close(&mut sink, &write_end).await?;
     }
     // The reader ends when the client echoes the close (or the connection drops).
-    if tokio::time::timeout(std::time::Duration::from_secs(10), reader)
-        .await
-        .is_err()
-    {
-        tracing::debug!("client did not answer the WebSocket close");
-    }
+    ws::await_close_answer(reader).await;
     Ok(())
 }
 

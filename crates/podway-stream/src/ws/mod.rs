@@ -5,8 +5,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use crate::{Body, Error};
 
@@ -76,3 +78,33 @@ pub async fn server_socket(
 
 /// Largest inbound message accepted, as Go's WebSocket servers (`DefaultMaxPayloadBytes`).
 pub const MAX_MESSAGE: usize = 32 << 20;
+
+/// How long a client may take to answer the server's close frame before the session ends anyway.
+pub(crate) const CLOSE_ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends a normal close frame and then ends the connection's write side (see [`EndableWrite`]);
+/// the read side stays open for the client's answer.
+pub(crate) async fn send_close(
+    sink: &mut futures::stream::SplitSink<UpgradedWebSocket, Message>,
+    write_end: &WriteEnd,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    use futures::SinkExt;
+    let close = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    sink.send(Message::Close(Some(close))).await?;
+    write_end.request();
+    sink.flush().await
+}
+
+/// Lets a session's `reader` run until the client answers the close (or goes away), for at most
+/// [`CLOSE_ANSWER_GRACE`].
+pub(crate) async fn await_close_answer(reader: impl std::future::Future) {
+    if tokio::time::timeout(CLOSE_ANSWER_GRACE, reader)
+        .await
+        .is_err()
+    {
+        tracing::debug!("client did not answer the WebSocket close");
+    }
+}
