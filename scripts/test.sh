@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "the tests run containers: run this as root" >&2; exit 1; }
 scripts/install-deps.sh
+# CI builds from a fresh clone: incremental caches only cost disk there.
+export CARGO_INCREMENTAL=0
 # One build of every target (the podway binary included: the runtime's tests re-execute it).
 cargo build --workspace --all-targets
 export PODWAY_BIN=$PWD/target/debug/podway

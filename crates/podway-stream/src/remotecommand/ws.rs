@@ -1,10 +1,12 @@
 //! remotecommand over WebSocket, server half (channel protocols v1, base64, v4, v4.base64, v5).
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +54,13 @@ impl WsProtocol {
 
 /// Queue depths between the socket and the handler.
 const QUEUE: usize = 16;
+
+/// How long after the upgrade the first output waits. kubectl (client-go `websocket.go`) starts
+/// its reader before it registers its streams, and drops a message for a stream it does not know
+/// yet ("Unknown stream id 1, discarding message"). The kubelet gets away with that because a
+/// process takes tens of milliseconds to start; a faster one (or a busy client) lost its first
+/// output. Output that is ready later is not delayed at all.
+const CLIENT_SETUP_GRACE: Duration = Duration::from_millis(25);
 
 /// Handshake, 101, and the session on a spawned task.
 pub(super) fn serve<F, Fut>(
@@ -110,6 +119,7 @@ where
         ERROR
     };
     sink.send(ws::encode(proto.encoding, first, b"")).await?;
+    let client_ready = Instant::now() + CLIENT_SETUP_GRACE;
 
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(QUEUE);
     let writer = |channel| -> BoxedWriter { Box::new(ChannelWriter::new(out_tx.clone(), channel)) };
@@ -150,7 +160,11 @@ where
 
     // Output in order until every writer is gone; on a dead socket, stop and let writers fail.
     let mut sink_ok = true;
+    let mut first_output = true;
     while let Some((channel, data)) = out_rx.recv().await {
+        if std::mem::take(&mut first_output) {
+            tokio::time::sleep_until(client_ready).await;
+        }
         if let Err(e) = sink.send(ws::encode(proto.encoding, channel, &data)).await {
             tracing::debug!(error = %e, "client went away while writing output");
             sink_ok = false;
@@ -169,6 +183,7 @@ where
             status_text(&outcome, &command)
         };
         if let Some(status) = status {
+            tokio::time::sleep_until(client_ready).await;
             sink.send(ws::encode(proto.encoding, ERROR, &status))
                 .await?;
         }
