@@ -11,6 +11,9 @@ use crate::daemons::{cri_socket, runtime_config};
 /// Starts the runtime, the API server and the node agent; on a signal stops the node agent first
 /// (it stops every pod), then the other two.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Before anything is started or announced: a Ctrl-C right after the banner (or during
+    // start-up) must stop every tier, not kill the process with the default action.
+    let signal = crate::shutdown::on_signal()?;
     let data_dir = args.runtime.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -64,7 +67,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         kc = kubeconfig.display()
     ));
 
-    let signal = crate::shutdown::on_signal()?;
     let node_stop = CancellationToken::new();
     let rest_stop = CancellationToken::new();
     let mut node_task = tokio::spawn(node.run(node_stop.clone()));
