@@ -1,4 +1,5 @@
-//! Processes in running containers through `runc exec`, and the capture buffers of `exec_sync`.
+//! Processes in running containers: the fast path ([`crate::nsexec`]) or `runc exec` when it
+//! does not apply, and the capture buffers of `exec_sync`.
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::os::fd::AsRawFd;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::api::Inner;
 use crate::util::io_ctx;
@@ -130,6 +133,7 @@ pub(crate) fn process_json(
 }
 
 /// Runs `cmd` in container `id` with `io`; returns the exit code (-1 when `timeout` killed it).
+/// The fast path ([`crate::nsexec`]) starts the process itself; `runc exec` runs it otherwise.
 pub(crate) async fn exec(
     inner: &Arc<Inner>,
     id: &str,
@@ -149,9 +153,130 @@ pub(crate) async fn exec(
             "exec in container {id}: empty command"
         )));
     }
+    if let Some(prepared) = crate::nsexec::prepare(inner, id, &cmd, tty) {
+        return exec_fast(prepared, id, &cmd, io, timeout).await;
+    }
     if tty {
         return crate::tty::exec(inner, id, cmd, io).await;
     }
+    exec_runc(inner, id, cmd, io, timeout).await
+}
+
+/// The fast path: the process started by the runtime in the container's namespaces.
+async fn exec_fast(
+    prepared: crate::nsexec::Prepared,
+    id: &str,
+    cmd: &[String],
+    io: ProcessIo,
+    timeout: Option<Duration>,
+) -> Result<i32> {
+    let mut io = io;
+    // A terminal process must not start at 0x0: wait for the client's first size.
+    if let Some(resize) = io.resize.as_mut()
+        && let Some(size) = crate::tty::first_size(resize).await
+    {
+        prepared
+            .set_size(size)
+            .map_err(io_ctx(format!("exec in container {id}: terminal size")))?;
+    }
+    let pipes = (io.stdin.is_some(), io.stdout.is_some(), io.stderr.is_some());
+    let (mut child, terminal) = prepared.spawn(id, cmd, pipes).await?;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let kill_child = move || {
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    };
+    let mut resizer = None;
+    let streams = match terminal {
+        Some(terminal) => {
+            if let Some(mut resize) = io.resize.take() {
+                let master = terminal.master;
+                resizer = Some(tokio::spawn(async move {
+                    while let Some(size) = resize.recv().await {
+                        if let Err(e) = crate::tty::set_size(master.as_raw_fd(), size) {
+                            tracing::debug!(error = %e, "resizing the terminal");
+                        }
+                    }
+                }));
+            }
+            Streams {
+                stdin: Some(Box::new(terminal.input)),
+                stdout: Some(Box::new(terminal.output)),
+                stderr: None,
+            }
+        }
+        None => Streams {
+            stdin: child.stdin.take().map(|s| Box::new(s) as _),
+            stdout: child.stdout.take().map(|s| Box::new(s) as _),
+            stderr: child.stderr.take().map(|s| Box::new(s) as _),
+        },
+    };
+    let status = drive(child.wait(), streams, io, timeout, &kill_child).await;
+    if let Some(task) = resizer {
+        task.abort();
+    }
+    let status = status.map_err(io_ctx(format!("exec in container {id}: waiting")))?;
+    Ok(status.map_or(-1, exit_code))
+}
+
+/// The process's side of its streams, as the runtime reads and writes them.
+struct Streams {
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
+}
+
+/// Copies between the client's `io` and the process's `streams` until the process has exited
+/// and its output ended; `None` when `timeout` expired and `kill` was called.
+async fn drive(
+    wait: impl Future<Output = std::io::Result<std::process::ExitStatus>>,
+    streams: Streams,
+    io: ProcessIo,
+    timeout: Option<Duration>,
+    kill: &(dyn Fn() + Sync),
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let stdin_pump = match (io.stdin, streams.stdin) {
+        (Some(mut src), Some(mut dst)) => Some(tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut src, &mut dst).await;
+            let _ = dst.shutdown().await;
+        })),
+        _ => None,
+    };
+    let stdout = pump(streams.stdout, io.stdout);
+    let stderr = pump(streams.stderr, io.stderr);
+    let run = async {
+        let (_, _, status) = tokio::join!(stdout, stderr, wait);
+        status
+    };
+    tokio::pin!(run);
+    let status = match timeout {
+        None => run.await.map(Some),
+        Some(limit) => tokio::select! {
+            status = &mut run => status.map(Some),
+            () = tokio::time::sleep(limit) => {
+                kill();
+                // Children of the killed process may hold its output open: give up on them
+                // after a moment.
+                let _ = tokio::time::timeout(DRAIN_AFTER_KILL, &mut run).await;
+                Ok(None)
+            }
+        },
+    };
+    if let Some(pump) = stdin_pump {
+        pump.abort();
+    }
+    status
+}
+
+/// `runc exec` with pipes.
+async fn exec_runc(
+    inner: &Arc<Inner>,
+    id: &str,
+    cmd: Vec<String>,
+    io: ProcessIo,
+    timeout: Option<Duration>,
+) -> Result<i32> {
     let mut files = ExecFiles::new(&inner.config.state_dir)?;
     crate::util::write_atomic(&files.process, &process_json(inner, id, cmd, false, None)?)?;
     let stdio = |wanted: bool| {
@@ -175,46 +300,18 @@ pub(crate) async fn exec(
         .kill_on_drop(true)
         .spawn()
         .map_err(io_ctx(format!("exec in container {id}: running runc")))?;
-
-    let stdin_pump = match (io.stdin, child.stdin.take()) {
-        (Some(mut src), Some(mut dst)) => Some(tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut src, &mut dst).await;
-            let _ = dst.shutdown().await;
-        })),
-        _ => None,
+    let streams = Streams {
+        stdin: child.stdin.take().map(|s| Box::new(s) as _),
+        stdout: child.stdout.take().map(|s| Box::new(s) as _),
+        stderr: child.stderr.take().map(|s| Box::new(s) as _),
     };
-    let stdout = pump(child.stdout.take(), io.stdout);
-    let stderr = pump(child.stderr.take(), io.stderr);
-    let run = async {
-        let (_, _, status) = tokio::join!(stdout, stderr, child.wait());
-        status
-    };
-    tokio::pin!(run);
-    let mut timed_out = false;
-    let status = match timeout {
-        None => run.await,
-        Some(limit) => tokio::select! {
-            status = &mut run => status,
-            () = tokio::time::sleep(limit) => {
-                timed_out = true;
-                files.kill();
-                // Children of the killed process may hold its output open: give up on them
-                // after a moment (dropping `run` kills runc, the process is gone already).
-                match tokio::time::timeout(DRAIN_AFTER_KILL, &mut run).await {
-                    Ok(status) => status,
-                    Err(_) => Ok(std::process::ExitStatus::default()),
-                }
-            }
-        },
-    };
-    if let Some(pump) = stdin_pump {
-        pump.abort();
-    }
+    // On timeout the exec'd process is killed (its pid from runc's pid file); runc then exits.
+    let status = drive(child.wait(), streams, io, timeout, &|| files.kill()).await;
     files.finished();
     let status = status.map_err(io_ctx(format!("exec in container {id}: waiting for runc")))?;
-    if timed_out {
+    let Some(status) = status else {
         return Ok(-1);
-    }
+    };
     if !status.success()
         && let Some(message) = files.start_error()
     {
@@ -235,7 +332,7 @@ pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 /// Copies a child's output into the client's writer until EOF.
 async fn pump(
-    from: Option<impl tokio::io::AsyncRead + Unpin>,
+    from: Option<Box<dyn AsyncRead + Send + Unpin>>,
     to: Option<Box<dyn AsyncWrite + Send + Unpin>>,
 ) {
     if let (Some(mut from), Some(mut to)) = (from, to) {

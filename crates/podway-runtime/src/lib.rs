@@ -39,6 +39,7 @@ mod exec;
 pub mod images;
 mod import;
 mod netns;
+pub mod nsexec;
 mod oci_runtime;
 pub mod pause;
 pub mod pull;

@@ -1,0 +1,253 @@
+//! Helpers of the runtime's integration tests (real containers through runc): a fixture with
+//! a runtime over temporary folders that cleans up whatever a test leaves, the demo image,
+//! sandboxes and containers.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use podway_runtime::{ContainerSpec, Runtime, RuntimeConfig, SandboxSpec};
+
+/// The `podway` binary next to the test's target folder, or `PODWAY_BIN`.
+pub fn podway_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PODWAY_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // …/target/debug/deps/runtime-xxxx ⇒ …/target/debug/podway
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("podway"))
+        .unwrap_or_else(|| panic!("no target dir above {}", exe.display()));
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build -p podway` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A data dir, a state dir and a runtime over them; on drop kills and unmounts whatever the
+/// test left behind (containers, shims, pause processes, rootfs mounts, cgroups).
+pub struct Fixture {
+    /// The test's temporary folder.
+    pub tmp: tempfile::TempDir,
+    /// The runtime's configuration.
+    pub config: RuntimeConfig,
+    /// The runtime (None once closed).
+    pub runtime: Option<Runtime>,
+}
+
+impl Fixture {
+    pub async fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let config = RuntimeConfig {
+            data_dir: tmp.path().join("data"),
+            state_dir: tmp.path().join("state"),
+            oci_runtime: PathBuf::from("/usr/sbin/runc"),
+            podway_bin: podway_bin(),
+        };
+        let runtime = Runtime::open(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        Fixture {
+            tmp,
+            config,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// The open runtime.
+    pub fn rt(&self) -> &Runtime {
+        self.runtime
+            .as_ref()
+            .unwrap_or_else(|| panic!("runtime closed"))
+    }
+
+    /// Builds the demo image with scripts/demo-image.sh and imports it as busybox:1.35.
+    pub fn import_demo(&self) -> podway_runtime::images::Image {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-image.sh");
+        let archive = self.tmp.path().join("demo.tar");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&archive)
+            .output()
+            .unwrap_or_else(|e| panic!("demo-image.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "demo-image.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.rt()
+            .images()
+            .import_archive(&archive, Some("busybox:1.35"))
+            .unwrap_or_else(|e| panic!("import: {e}"))
+    }
+
+    /// A ready sandbox named `name`; returns its id.
+    pub async fn sandbox(&self, name: &str) -> String {
+        let spec = SandboxSpec {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: format!("uid-{name}"),
+            hostname: format!("{name}-host"),
+            log_directory: Some(self.tmp.path().join("logs")),
+            ..SandboxSpec::default()
+        };
+        self.rt()
+            .run_sandbox(spec)
+            .await
+            .unwrap_or_else(|e| panic!("run_sandbox: {e}"))
+            .id
+    }
+
+    /// A started container of busybox:1.35 running `cmd`; returns its id.
+    pub async fn container(&self, sandbox: &str, name: &str, cmd: &[&str]) -> String {
+        self.container_with(sandbox, name, cmd, |_| {}).await
+    }
+
+    /// Like [`Fixture::container`], with `tweak` applied to the spec first.
+    pub async fn container_with(
+        &self,
+        sandbox: &str,
+        name: &str,
+        cmd: &[&str],
+        tweak: impl FnOnce(&mut ContainerSpec),
+    ) -> String {
+        let mut spec = ContainerSpec {
+            name: name.into(),
+            image: "busybox:1.35".into(),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: Some(PathBuf::from(format!("{name}/0.log"))),
+            env: vec![("GREETING".into(), "hi there".into())],
+            ..ContainerSpec::default()
+        };
+        tweak(&mut spec);
+        let id = self
+            .rt()
+            .create_container(sandbox, spec)
+            .await
+            .unwrap_or_else(|e| panic!("create_container: {e}"));
+        self.rt()
+            .start_container(&id)
+            .await
+            .unwrap_or_else(|e| panic!("start_container: {e}"));
+        id
+    }
+
+    /// The CRI log file of container `name`.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join("logs").join(name).join("0.log")
+    }
+}
+
+/// The JSON of a file, if it reads and parses.
+pub fn json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// A positive pid under `key` of a record.
+pub fn pid_of(v: &serde_json::Value, key: &str) -> Option<i32> {
+    v.get(key)
+        .and_then(|p| p.as_i64())
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|&p| p > 0)
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.runtime = None;
+        let data = self.config.data_dir.clone();
+        let kill = |pid: i32| {
+            // SAFETY: kill(2) with a plain pid and signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        };
+        for entry in std::fs::read_dir(data.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Some(record) = json(&entry.path().join("container.json")) {
+                for key in ["pid", "shim_pid"] {
+                    if let Some(pid) = pid_of(&record, key) {
+                        kill(pid);
+                    }
+                }
+            }
+            let _ = std::process::Command::new(&self.config.oci_runtime)
+                .arg("--root")
+                .arg(self.config.state_dir.join("runc"))
+                .args(["delete", "--force", &id])
+                .output();
+            let _ = nix::mount::umount2(
+                &entry.path().join("rootfs"),
+                nix::mount::MntFlags::MNT_DETACH,
+            );
+            for h in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::remove_dir(h.path().join("podway").join(&id));
+            }
+        }
+        for entry in std::fs::read_dir(data.join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ =
+                nix::mount::umount2(&entry.path().join("shm"), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for entry in std::fs::read_dir(data.join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Some(pid) =
+                json(&entry.path().join("sandbox.json")).and_then(|r| pid_of(&r, "pid"))
+            {
+                kill(pid);
+            }
+        }
+    }
+}
+
+/// Polls `check` every 50 ms for up to 20 s (a liveness bound, not a timing assertion).
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(v) = check() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Owned strings.
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Whether `path` is a mount point.
+pub fn mounted(path: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.display().to_string();
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,429 @@
+//! The fast exec path (the runtime enters the container itself, no `runc exec`) against real
+//! runc containers: same namespaces, cgroups, credentials, limits, env and cwd as `runc exec`
+//! gives; exit codes, stdin, terminals, errors, cleanup. Needs root, runc, umoci,
+//! busybox-static and the `podway` binary (`cargo build -p podway`; or set `PODWAY_BIN`).
+mod common;
+
+use std::time::Duration;
+
+use common::{Fixture, alive, eventually, strings};
+use podway_runtime::{Error, ProcessIo, Runtime, WindowSize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `runc exec ID cmd…` run by hand on the fixture's runc root: the reference.
+fn runc_exec(f: &Fixture, id: &str, cmd: &[&str]) -> String {
+    let out = std::process::Command::new(&f.config.oci_runtime)
+        .arg("--root")
+        .arg(f.config.state_dir.join("runc"))
+        .arg("exec")
+        .arg(id)
+        .args(cmd)
+        .output()
+        .unwrap_or_else(|e| panic!("runc exec: {e}"));
+    assert!(
+        out.status.success(),
+        "runc exec {cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `cmd` through the runtime; its stdout (the exit code must be 0).
+async fn fast_exec(rt: &Runtime, id: &str, cmd: &[&str]) -> String {
+    let out = rt
+        .exec_sync(id, strings(cmd), None)
+        .await
+        .unwrap_or_else(|e| panic!("exec {cmd:?}: {e}"));
+    assert_eq!(
+        out.exit_code,
+        0,
+        "exec {cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lines of `/proc/self/status` that describe credentials and confinement.
+fn credentials(status: &str) -> Vec<String> {
+    const KEYS: [&str; 11] = [
+        "Uid:",
+        "Gid:",
+        "Groups:",
+        "CapInh:",
+        "CapPrm:",
+        "CapEff:",
+        "CapBnd:",
+        "CapAmb:",
+        "NoNewPrivs:",
+        "Seccomp:",
+        "Umask:",
+    ];
+    let lines: Vec<String> = status
+        .lines()
+        .filter(|l| KEYS.iter().any(|k| l.starts_with(k)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(lines.len(), KEYS.len(), "{status}");
+    lines
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// Pids of the direct children of this (test) process whose command line is `args`.
+fn our_children_running(args: &str) -> Vec<u32> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap_or_else(|e| panic!("{e}"));
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn fast_exec_enters_the_container_like_runc_exec() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("same").await;
+    let id = f
+        .container_with(&sandbox, "main", &["sleep", "1000"], |s| {
+            s.working_dir = Some("/var/www".into());
+            s.env.push(("DUP".into(), "first".into()));
+            s.env.push(("DUP".into(), "second".into()));
+        })
+        .await;
+    let rt = f.rt().clone();
+    let init = rt
+        .container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .pid;
+
+    // The process is our own child (no runc in between), born in the container.
+    let exec = tokio::spawn({
+        let rt = rt.clone();
+        let id = id.clone();
+        async move {
+            rt.exec(
+                &id,
+                strings(&["sleep", "4321"]),
+                false,
+                ProcessIo::default(),
+            )
+            .await
+        }
+    });
+    let child = eventually("the exec'd sleep as our child", || {
+        our_children_running("sleep 4321").first().copied()
+    })
+    .await;
+    let ns = |pid: u32, name: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{name}"))
+            .unwrap_or_else(|e| panic!("ns {name} of {pid}: {e}"))
+    };
+    for name in ["mnt", "pid", "net", "ipc", "uts", "cgroup", "user"] {
+        assert_eq!(ns(child, name), ns(init, name), "{name} namespace");
+    }
+    let cgroups = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(cgroups(child), cgroups(init));
+    assert!(cgroups(init).contains(&id), "{}", cgroups(init));
+    exec.abort();
+    let _ = exec.await;
+    eventually("the aborted exec's process gone", || {
+        (!alive(child)).then_some(())
+    })
+    .await;
+
+    // Seen from inside: the same as `runc exec` gives.
+    for cmd in [
+        &["cat", "/proc/self/status"][..],
+        &["cat", "/proc/self/limits"],
+        &["env"],
+        &["pwd"],
+        &["hostname"],
+        &["cat", "/proc/self/cgroup"],
+        &[
+            "sh",
+            "-c",
+            "for n in mnt pid net ipc uts cgroup user; do readlink /proc/self/ns/$n; done",
+        ],
+        &["sh", "-c", "ls / /proc/1/root/ | md5sum"],
+    ] {
+        let fast = fast_exec(&rt, &id, cmd).await;
+        let reference = runc_exec(&f, &id, cmd);
+        match cmd[0] {
+            "cat" if cmd[1] == "/proc/self/status" => {
+                assert_eq!(credentials(&fast), credentials(&reference), "{cmd:?}");
+            }
+            "env" => assert_eq!(sorted_lines(&fast), sorted_lines(&reference), "{cmd:?}"),
+            _ => assert_eq!(fast, reference, "{cmd:?}"),
+        }
+    }
+    let env = fast_exec(&rt, &id, &["env"]).await;
+    assert!(
+        env.contains("DUP=second\n") && !env.contains("DUP=first"),
+        "{env}"
+    );
+    assert!(env.contains("HOME=/root\n"), "{env}");
+    assert_eq!(fast_exec(&rt, &id, &["pwd"]).await, "/var/www\n");
+    // Root with the container's 14 capabilities, not the runtime's full set.
+    let status = fast_exec(&rt, &id, &["cat", "/proc/self/status"]).await;
+    assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
+    // The process sees itself in the container's pid namespace, parented outside it.
+    let stat = fast_exec(&rt, &id, &["cat", "/proc/self/stat"]).await;
+    let ppid = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1));
+    assert_eq!(ppid, Some("0"), "{stat}");
+}
+
+#[tokio::test]
+async fn exit_codes_stdin_errors_and_cleanup() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("codes").await;
+    let id = f.container(&sandbox, "main", &["sleep", "1000"]).await;
+    let rt = f.rt().clone();
+
+    for (cmd, code) in [
+        (&["true"][..], 0),
+        (&["false"], 1),
+        (&["sh", "-c", "exit 42"], 42),
+        (&["sh", "-c", "kill -9 $$"], 137),
+    ] {
+        let out = rt
+            .exec_sync(&id, strings(cmd), None)
+            .await
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert_eq!(out.exit_code, code, "{cmd:?}");
+    }
+    let out = rt
+        .exec_sync(&id, strings(&["sh", "-c", "echo out; echo err >&2"]), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (out.stdout, out.stderr),
+        (b"out\n".to_vec(), b"err\n".to_vec())
+    );
+
+    // stdin: read until EOF; no stdin at all reads EOF at once.
+    let (mut client_in, exec_in) = tokio::io::duplex(1 << 16);
+    let (exec_out, mut client_out) = tokio::io::duplex(1 << 16);
+    let io = ProcessIo {
+        stdin: Some(Box::new(exec_in)),
+        stdout: Some(Box::new(exec_out)),
+        ..ProcessIo::default()
+    };
+    let exec = tokio::spawn({
+        let rt = rt.clone();
+        let id = id.clone();
+        async move { rt.exec(&id, strings(&["wc", "-c"]), false, io).await }
+    });
+    client_in
+        .write_all(&[b'x'; 100_000])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(client_in);
+    let code = exec
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let mut counted = String::new();
+    client_out
+        .read_to_string(&mut counted)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((code, counted.trim()), (0, "100000"));
+    assert_eq!(fast_exec(&rt, &id, &["wc", "-c"]).await.trim(), "0");
+
+    // Errors name the container and the cause, as runc's do.
+    let err = |cmd: &'static [&'static str]| {
+        let rt = rt.clone();
+        let id = id.clone();
+        async move {
+            rt.exec_sync(&id, strings(cmd), None)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        }
+    };
+    let missing = err(&["no-such-command"]).await;
+    assert!(
+        missing.starts_with(&format!("exec in container {id} failed: "))
+            && missing.contains("\"no-such-command\": executable file not found in $PATH"),
+        "{missing}"
+    );
+    let missing = err(&["/no/such/file"]).await;
+    assert!(
+        missing.contains("/no/such/file") && missing.contains("No such file or directory"),
+        "{missing}"
+    );
+    let not_executable = err(&["/etc/passwd"]).await;
+    assert!(
+        not_executable.contains("Permission denied"),
+        "{not_executable}"
+    );
+
+    // A timed-out exec_sync is killed (-1), background children and all output given up.
+    let out = rt
+        .exec_sync(
+            &id,
+            strings(&["sh", "-c", "sleep 997 & exec sleep 998"]),
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.exit_code, -1);
+    assert!(our_children_running("sleep 998").is_empty());
+
+    // A caller that goes away takes its process with it (no process left, no zombie).
+    let gone = tokio::time::timeout(
+        Duration::from_millis(500),
+        rt.exec(&id, strings(&["sleep", "999"]), false, ProcessIo::default()),
+    )
+    .await;
+    assert!(gone.is_err());
+    let mut ps = String::from("sleep 999");
+    for _ in 0..100 {
+        ps = fast_exec(&rt, &id, &["ps", "-o", "args"]).await;
+        if !ps.contains("sleep 999") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !ps.contains("sleep 999") && ps.contains("sleep 1000"),
+        "{ps}"
+    );
+    eventually("no zombie child", || {
+        our_children_running("").is_empty().then_some(())
+    })
+    .await;
+
+    // Into a stopped container: the clear error, whatever the path.
+    rt.stop_container(&id, Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = rt.exec_sync(&id, strings(&["true"]), None).await.err();
+    assert!(
+        matches!(&err, Some(Error::FailedPrecondition(m)) if m == &format!("container {id} is not running")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn terminal_exec_sizes_and_resizes() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("tty").await;
+    let id = f.container(&sandbox, "main", &["sleep", "1000"]).await;
+    let rt = f.rt().clone();
+
+    let (mut client_in, exec_in) = tokio::io::duplex(1 << 16);
+    let (exec_out, mut client_out) = tokio::io::duplex(1 << 20);
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    let io = ProcessIo {
+        stdin: Some(Box::new(exec_in)),
+        stdout: Some(Box::new(exec_out)),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    // The first size is there before the process starts.
+    resize_tx
+        .send(WindowSize {
+            cols: 120,
+            rows: 30,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Session leader ($6 = $$) with the terminal's foreground group its own ($8 = $5).
+    let script = "tty; stty size; echo $TERM; set -- $(cat /proc/$$/stat); \
+                  [ $6 = $1 ] && [ $8 = $5 ] && echo leader; read x; stty size; echo err >&2; exit 5";
+    let exec = tokio::spawn({
+        let rt = rt.clone();
+        let id = id.clone();
+        async move { rt.exec(&id, strings(&["sh", "-c", script]), true, io).await }
+    });
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("leader") {
+        let n = client_out
+            .read(&mut buf)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(n > 0, "output ended: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Started by the runtime itself (no `runc exec` in between).
+    assert_eq!(our_children_running(&format!("sh -c {script}")).len(), 1);
+    resize_tx
+        .send(WindowSize {
+            cols: 100,
+            rows: 40,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client_in
+        .write_all(b"go\r")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let code = exec
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("tty exec: {e}"));
+    client_out
+        .read_to_end(&mut seen)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = String::from_utf8_lossy(&seen).replace("\r\n", "\n");
+    assert_eq!(code, 5, "{seen}");
+    // A terminal of the container's own devpts, the process its session's leader.
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{seen:?}");
+    let pts = lines[0].trim_start_matches("/dev/pts/");
+    assert!(pts.parse::<u32>().is_ok(), "{seen:?}");
+    assert_eq!(&lines[1..4], ["30 120", "xterm", "leader"], "{seen:?}");
+    // The resize reached it; stderr goes to the terminal.
+    assert!(seen.ends_with("40 100\nerr\n"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn exec_sync_output_is_capped_at_16_mib() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("cap").await;
+    let id = f.container(&sandbox, "main", &["sleep", "1000"]).await;
+    let out = f
+        .rt()
+        .exec_sync(
+            &id,
+            strings(&[
+                "sh",
+                "-c",
+                "head -c 20000000 /dev/zero; head -c 17000000 /dev/zero >&2; exit 3",
+            ]),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.exit_code, 3);
+    assert_eq!(out.stdout.len(), 16 * 1024 * 1024);
+    assert_eq!(out.stderr.len(), 16 * 1024 * 1024);
+}
