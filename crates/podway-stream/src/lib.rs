@@ -14,11 +14,15 @@
 //!   Kubernetes servers; [`status`] the exact status documents; [`ws`] the WebSocket handshake,
 //!   channel framing and [`ws::WsByteStream`] (a WebSocket as a byte stream).
 //!
+//! Every server half closes idle sessions and keeps WebSocket sessions alive with pings, as the
+//! process-wide [`ServerOptions`] say (installed once by the streaming server).
+//!
 //! Servers are hyper handlers: serve the connection with `.with_upgrades()`, return the
 //! [`Body`] response, and the session runs on a spawned task after the 101.
 
 mod client;
 mod error;
+mod idle;
 mod io;
 pub mod negotiate;
 pub mod portforward;
@@ -31,6 +35,7 @@ pub mod status;
 pub mod ws;
 
 pub use error::Error;
+pub use idle::{DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL, ServerOptions};
 
 /// The body type of every HTTP response this crate builds.
 pub type Body = http_body_util::Full<bytes::Bytes>;

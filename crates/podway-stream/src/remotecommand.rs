@@ -74,6 +74,12 @@ pub enum Outcome {
 /// The outcome is reported once the handler returned **and** every stdout/stderr writer it was
 /// given has been dropped (or shut down), so no output is lost behind the status. The request's
 /// `command` query parameters, when present, name the command in exit-code texts.
+///
+/// Sessions follow [`crate::ServerOptions::current`]: a WebSocket session is pinged at the ping
+/// interval, and one that carried no data message either way for the idle timeout is closed
+/// with 1001 "going away" and its handler dropped (so a handler that owns its process, as the
+/// runtime's exec does, ends it). A SPDY session idle that long is torn down by its session,
+/// which ends stdin and fails the output writers.
 pub fn serve<F, Fut>(req: Request<Incoming>, options: StreamOptions, handler: F) -> Response<Body>
 where
     F: FnOnce(ServerStreams) -> Fut + Send + 'static,

@@ -11,12 +11,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoxedReader, BoxedWriter, Outcome, ServerStreams, StreamOptions, TerminalSize};
+use crate::idle::{Activity, SessionTimer, Tick};
 use crate::io::{ChannelReader, ChannelWriter};
 use crate::negotiate::{self, BASE64_V1, BASE64_V4, CHANNEL_V4, CHANNEL_V5, WS_REMOTECOMMAND};
 use crate::resize::ResizeDecoder;
 use crate::status::{status_json, status_text};
 use crate::ws::{self, Encoding, Inbound, UpgradedWebSocket};
-use crate::{Body, Error};
+use crate::{Body, Error, ServerOptions};
 
 /// Channel numbers of the remotecommand protocol.
 pub(crate) const STDIN: u8 = 0;
@@ -142,6 +143,8 @@ where
         (None, None)
     };
 
+    let mut timer = SessionTimer::new(ServerOptions::current());
+    let activity = timer.activity();
     let closed = CancellationToken::new();
     let reader = tokio::spawn(read_loop(
         stream,
@@ -149,6 +152,7 @@ where
         stdin_tx,
         resize_tx,
         closed.clone(),
+        activity.clone(),
     ));
     let handler = tokio::spawn(handler(ServerStreams {
         stdin,
@@ -159,24 +163,53 @@ where
     }));
 
     // Output in order until every writer is gone; on a dead socket, stop and let writers fail.
-    let mut sink_ok = true;
+    let mut end = OutputEnd::Done;
     let mut first_output = true;
-    while let Some((channel, data)) = out_rx.recv().await {
-        if std::mem::take(&mut first_output) {
-            tokio::time::sleep_until(client_ready).await;
-        }
-        if let Err(e) = sink.send(ws::encode(proto.encoding, channel, &data)).await {
+    loop {
+        let message = tokio::select! {
+            item = out_rx.recv() => match item {
+                Some((channel, data)) => {
+                    if std::mem::take(&mut first_output) {
+                        tokio::time::sleep_until(client_ready).await;
+                    }
+                    activity.touch();
+                    ws::encode(proto.encoding, channel, &data)
+                }
+                None => break,
+            },
+            tick = timer.next() => match tick {
+                Tick::Ping => Message::Ping(Bytes::new()),
+                Tick::Idle => {
+                    end = OutputEnd::Idle;
+                    break;
+                }
+            },
+        };
+        if let Err(e) = sink.send(message).await {
             tracing::debug!(error = %e, "client went away while writing output");
-            sink_ok = false;
+            end = OutputEnd::ClientGone;
             break;
         }
     }
     drop(out_rx);
+    if end == OutputEnd::Idle {
+        // Nobody will read this session's output any more: close it as abandoned, end stdin (the
+        // reader stops at the client's answer) and drop the handler, which for an exec kills its
+        // process (no orphan), as containerd kills an exec whose stream context ended.
+        tracing::info!("WebSocket exec/attach session idle timeout: closing it");
+        handler.abort();
+        if ws::send_idle_close(&mut sink, &write_end).await.is_ok() {
+            ws::await_close_answer(reader).await;
+        } else {
+            reader.abort();
+        }
+        return Ok(());
+    }
     let outcome = handler
         .await
         .unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
     tracing::debug!(?outcome, "remotecommand handler finished");
-    if sink_ok {
+    if end == OutputEnd::Done {
         let status = if proto.json_status {
             Some(status_json(&outcome, &command))
         } else {
@@ -194,6 +227,17 @@ where
     Ok(())
 }
 
+/// Why the output loop of a session stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputEnd {
+    /// Every output writer is gone: report the outcome.
+    Done,
+    /// Writing to the client failed.
+    ClientGone,
+    /// The idle timeout passed.
+    Idle,
+}
+
 /// Routes client messages: stdin, v5 close, resize; everything else is dropped.
 async fn read_loop(
     mut stream: futures::stream::SplitStream<UpgradedWebSocket>,
@@ -201,12 +245,17 @@ async fn read_loop(
     mut stdin: Option<mpsc::Sender<Bytes>>,
     resize: Option<mpsc::Sender<TerminalSize>>,
     closed: CancellationToken,
+    activity: Activity,
 ) {
     let _cancel_on_end = closed.drop_guard();
     let mut decoder = ResizeDecoder::default();
     while let Some(msg) = stream.next().await {
         let msg = match msg {
             Ok(Message::Close(_)) => break,
+            Ok(m @ (Message::Binary(_) | Message::Text(_))) => {
+                activity.touch();
+                m
+            }
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(error = %e, "WebSocket read failed");

@@ -88,10 +88,32 @@ pub(crate) async fn send_close(
     sink: &mut futures::stream::SplitSink<UpgradedWebSocket, Message>,
     write_end: &WriteEnd,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    send_close_with(sink, write_end, CloseCode::Normal, "").await
+}
+
+/// The close sent when a session idled out: 1001 "going away" (the server abandons a session
+/// that is not finished), so that clients report it instead of taking it for a normal end
+/// (client-go treats only 1000 as a clean end of the streams).
+pub(crate) async fn send_idle_close(
+    sink: &mut futures::stream::SplitSink<UpgradedWebSocket, Message>,
+    write_end: &WriteEnd,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    send_close_with(sink, write_end, CloseCode::Away, IDLE_CLOSE_REASON).await
+}
+
+/// The reason text of [`send_idle_close`]'s close frame.
+pub const IDLE_CLOSE_REASON: &str = "stream idle timeout";
+
+async fn send_close_with(
+    sink: &mut futures::stream::SplitSink<UpgradedWebSocket, Message>,
+    write_end: &WriteEnd,
+    code: CloseCode,
+    reason: &'static str,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     use futures::SinkExt;
     let close = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
+        code,
+        reason: reason.into(),
     };
     sink.send(Message::Close(Some(close))).await?;
     write_end.request();
