@@ -42,9 +42,69 @@ const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
+/// What an import is doing, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportEvent {
+    /// `done` of the archive's `total` bytes read (verified and stored as it goes).
+    Read {
+        /// Bytes read so far.
+        done: u64,
+        /// The archive's size.
+        total: u64,
+    },
+    /// The archive is read; the image is being stored and its layers unpacked into snapshots.
+    Storing,
+}
+
+/// Receives [`ImportEvent`]s.
+pub type ImportProgress<'a> = &'a (dyn Fn(ImportEvent) + Sync);
+
+/// Reports `Read` events at most every this many bytes.
+const REPORT_EVERY: u64 = 1 << 20;
+
+/// A file that reports how much of it was read.
+struct CountingReader<'a> {
+    file: std::fs::File,
+    done: u64,
+    reported: u64,
+    total: u64,
+    progress: ImportProgress<'a>,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= REPORT_EVERY || (n == 0 && self.done != self.reported) {
+            self.reported = self.done;
+            (self.progress)(ImportEvent::Read {
+                done: self.done,
+                total: self.total,
+            });
+        }
+        Ok(n)
+    }
+}
+
 /// Opens `path`, decompressing it if it is gzip.
 fn open_maybe_gzip(path: &Path) -> std::io::Result<Box<dyn Read>> {
-    let mut reader = BufReader::new(std::fs::File::open(path)?);
+    open_reporting(path, &|_| {})
+}
+
+/// Opens `path`, decompressing it if it is gzip, and reports the bytes read from the file.
+fn open_reporting<'a>(
+    path: &Path,
+    progress: ImportProgress<'a>,
+) -> std::io::Result<Box<dyn Read + 'a>> {
+    let file = std::fs::File::open(path)?;
+    let total = file.metadata()?.len();
+    let mut reader = BufReader::new(CountingReader {
+        file,
+        done: 0,
+        reported: 0,
+        total,
+        progress,
+    });
     let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     Ok(if gzip {
         Box::new(flate2::read::GzDecoder::new(reader))
@@ -66,8 +126,18 @@ impl ImageStore {
     /// `name`, else by its first `RepoTags`), or, with `name`, a plain rootfs tarball. Safe
     /// while a runtime uses the store.
     pub fn import_archive(&self, archive: &Path, name: Option<&str>) -> Result<Image> {
+        self.import_archive_reporting(archive, name, &|_| {})
+    }
+
+    /// [`ImageStore::import_archive`], reporting its progress to `progress`.
+    pub fn import_archive_reporting(
+        &self,
+        archive: &Path,
+        name: Option<&str>,
+        progress: ImportProgress<'_>,
+    ) -> Result<Image> {
         let what = || format!("importing {}", archive.display());
-        let input = open_maybe_gzip(archive).map_err(io_ctx(what()))?;
+        let input = open_reporting(archive, progress).map_err(io_ctx(what()))?;
         // Held for the whole import so that garbage collection never sees its blobs unnamed.
         let _lock = self.lock()?;
         let staging = StagingDir(
@@ -102,6 +172,7 @@ impl ImageStore {
                 staged.push((path, stage(&mut entry, &copy).map_err(io_ctx(what()))?));
             }
         }
+        progress(ImportEvent::Storing);
         if let Some(index_json) = index_json {
             let layout: Manifest = serde_json::from_slice(&index_json).map_err(|e| {
                 Error::InvalidArgument(format!("{}: bad index.json: {e}", archive.display()))

@@ -37,7 +37,7 @@ mod cri_log;
 mod detached;
 mod exec;
 pub mod images;
-mod import;
+pub mod import;
 mod netns;
 pub mod nsexec;
 mod oci_runtime;

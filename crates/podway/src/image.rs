@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use podway_runtime::images::ImageStore;
+use podway_runtime::import::ImportEvent;
 use podway_runtime::pull::{PullEvent, PullOptions, PullProgress};
 
 use crate::cli::{ImageCommand, ImagePullArgs};
@@ -40,8 +41,12 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ImageCommand::Import(args) => {
-            let image = open(&args.data.data_dir)?
-                .import_archive(&args.file, args.name.as_deref())
+            let store = open(&args.data.data_dir)?;
+            let bar = import_bar();
+            let image = store
+                .import_archive_reporting(&args.file, args.name.as_deref(), &|event| {
+                    show_import(bar.as_ref(), event)
+                })
                 .with_context(|| format!("cannot import {}", args.file.display()))?;
             for name in &image.repo_tags {
                 println!("imported {name}");
@@ -85,6 +90,38 @@ fn human_size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A progress bar for an import, on a terminal only.
+fn import_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message("reading");
+    Some(bar)
+}
+
+/// Moves the import bar (if any) along.
+fn show_import(bar: Option<&indicatif::ProgressBar>, event: ImportEvent) {
+    let Some(bar) = bar else { return };
+    match event {
+        ImportEvent::Read { done, total } => {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        ImportEvent::Storing => {
+            bar.finish_with_message("read");
+            eprintln!("storing the image and unpacking its layers");
+        }
     }
 }
 
