@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1 as cri;
 use podway_runtime::images::Image;
 use podway_runtime::{
-    ContainerInfo, ContainerSpec, ContainerState, MountSpec, SandboxInfo, SandboxSpec, SandboxState,
+    ContainerInfo, ContainerSpec, ContainerState, MountSpec, ResourceSpec, SandboxInfo,
+    SandboxSpec, SandboxState, SecuritySpec,
 };
 
 /// CRI label/annotation map → the runtime's ordered map.
@@ -149,6 +150,15 @@ pub(crate) fn container_spec(
         (Some(dir), Some(rel)) => Some(dir.join(rel)),
         _ => None,
     };
+    let linux = config.linux.unwrap_or_default();
+    let security = security_spec(linux.security_context.unwrap_or_default())?;
+    let resources = match &linux.resources {
+        Some(r) => ResourceSpec {
+            oom_score_adj: Some(oom_score_adj(r.oom_score_adj)?),
+            ..resource_spec(r)?
+        },
+        None => ResourceSpec::default(),
+    };
     Ok(ContainerSpec {
         name: metadata.name,
         attempt: metadata.attempt,
@@ -176,7 +186,107 @@ pub(crate) fn container_spec(
             .collect(),
         labels: to_btree(config.labels),
         annotations: to_btree(config.annotations),
+        security,
+        resources,
     })
+}
+
+/// A CRI user or group id as the kernel's (`0..=u32::MAX`).
+fn linux_id(field: &str, id: i64) -> Result<u32, tonic::Status> {
+    u32::try_from(id).map_err(|_| {
+        tonic::Status::invalid_argument(format!("{field} {id} is not a valid Linux id"))
+    })
+}
+
+/// The runtime's security spec from a CRI Linux security context. Names (users, capabilities)
+/// are checked by the runtime against the image and the kernel's list.
+pub(crate) fn security_spec(
+    sc: cri::LinuxContainerSecurityContext,
+) -> Result<SecuritySpec, tonic::Status> {
+    let capabilities = sc.capabilities.unwrap_or_default();
+    if !capabilities.add_ambient_capabilities.is_empty() {
+        return Err(tonic::Status::invalid_argument(
+            "add_ambient_capabilities is not supported by podway",
+        ));
+    }
+    Ok(SecuritySpec {
+        run_as_user: sc
+            .run_as_user
+            .map(|v| linux_id("run_as_user", v.value))
+            .transpose()?,
+        run_as_username: non_empty(sc.run_as_username),
+        run_as_group: sc
+            .run_as_group
+            .map(|v| linux_id("run_as_group", v.value))
+            .transpose()?,
+        supplemental_groups: sc
+            .supplemental_groups
+            .into_iter()
+            .map(|g| linux_id("supplemental group", g))
+            .collect::<Result<_, _>>()?,
+        readonly_rootfs: sc.readonly_rootfs,
+        privileged: sc.privileged,
+        add_capabilities: capabilities.add_capabilities,
+        drop_capabilities: capabilities.drop_capabilities,
+        no_new_privs: sc.no_new_privs,
+        // As containerd: an empty list means the runtime's defaults (proto3 cannot tell an
+        // absent list from an empty one).
+        masked_paths: Some(sc.masked_paths).filter(|p| !p.is_empty()),
+        readonly_paths: Some(sc.readonly_paths).filter(|p| !p.is_empty()),
+    })
+}
+
+/// The runtime's limits from CRI resources, where 0 (or an empty string) means "not set", as
+/// the kubelet sends them. The OOM score adjustment is left out (see [`oom_score_adj`]).
+pub(crate) fn resource_spec(
+    r: &cri::LinuxContainerResources,
+) -> Result<ResourceSpec, tonic::Status> {
+    let positive = |field: &str, v: i64| -> Result<Option<u64>, tonic::Status> {
+        match v {
+            0 => Ok(None),
+            v => u64::try_from(v).map(Some).map_err(|_| {
+                tonic::Status::invalid_argument(format!("{field} {v} must not be negative"))
+            }),
+        }
+    };
+    let set = |v: i64| (v != 0).then_some(v);
+    Ok(ResourceSpec {
+        cpu_shares: positive("cpu_shares", r.cpu_shares)?,
+        cpu_quota: set(r.cpu_quota),
+        cpu_period: positive("cpu_period", r.cpu_period)?,
+        memory_limit_bytes: set(r.memory_limit_in_bytes),
+        memory_swap_limit_bytes: set(r.memory_swap_limit_in_bytes),
+        cpuset_cpus: non_empty(r.cpuset_cpus.clone()),
+        cpuset_mems: non_empty(r.cpuset_mems.clone()),
+        pids_limit: None,
+        oom_score_adj: None,
+    })
+}
+
+/// The CRI OOM score adjustment (set at creation, as containerd; an update ignores it).
+fn oom_score_adj(v: i64) -> Result<i32, tonic::Status> {
+    i32::try_from(v)
+        .ok()
+        .filter(|v| (-1000..=1000).contains(v))
+        .ok_or_else(|| {
+            tonic::Status::invalid_argument(format!("oom_score_adj {v} is outside -1000..=1000"))
+        })
+}
+
+/// The runtime's limits as CRI resources (unset = 0), for `ContainerStatus`.
+fn cri_resources(r: &ResourceSpec) -> cri::LinuxContainerResources {
+    let unsigned = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).unwrap_or(0);
+    cri::LinuxContainerResources {
+        cpu_period: unsigned(r.cpu_period),
+        cpu_quota: r.cpu_quota.unwrap_or(0),
+        cpu_shares: unsigned(r.cpu_shares),
+        memory_limit_in_bytes: r.memory_limit_bytes.unwrap_or(0),
+        oom_score_adj: r.oom_score_adj.map_or(0, i64::from),
+        cpuset_cpus: r.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: r.cpuset_mems.clone().unwrap_or_default(),
+        memory_swap_limit_in_bytes: r.memory_swap_limit_bytes.unwrap_or(0),
+        ..Default::default()
+    }
 }
 
 pub(crate) fn container_metadata(spec: &ContainerSpec) -> cri::ContainerMetadata {
@@ -261,7 +371,10 @@ pub(crate) fn container_status(info: &ContainerInfo, image_ref: String) -> cri::
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        resources: None,
+        resources: Some(cri::ContainerResources {
+            linux: Some(cri_resources(&info.spec.resources)),
+            windows: None,
+        }),
         image_id: info.image_id.clone(),
         user: None,
     }

@@ -380,9 +380,21 @@ impl RuntimeService for CriRuntime {
 
     async fn update_container_resources(
         &self,
-        _request: Request<cri::UpdateContainerResourcesRequest>,
+        request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Reply<cri::UpdateContainerResourcesResponse> {
-        Err(unimplemented("UpdateContainerResources"))
+        let request = request.into_inner();
+        require("container_id", &request.container_id)?;
+        // As containerd: the fields set replace the container's; no Linux part changes nothing
+        // (but the container must exist).
+        let resources = match &request.linux {
+            Some(linux) => convert::resource_spec(linux)?,
+            None => Default::default(),
+        };
+        self.runtime
+            .update_container_resources(&request.container_id, resources)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(

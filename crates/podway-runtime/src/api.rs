@@ -163,6 +163,62 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     /// CRI annotations.
     pub annotations: BTreeMap<String, String>,
+    /// User, capabilities and other privileges of its process.
+    #[serde(default)]
+    pub security: SecuritySpec,
+    /// cgroup limits.
+    #[serde(default)]
+    pub resources: ResourceSpec,
+}
+
+/// The user and privileges of a container's process (the CRI's Linux security context).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecuritySpec {
+    /// Numeric user id; overrides the image's user.
+    pub run_as_user: Option<u32>,
+    /// User name, looked up in the image's `/etc/passwd`; overrides the image's user.
+    pub run_as_username: Option<String>,
+    /// Primary group id (only with `run_as_user` or `run_as_username`).
+    pub run_as_group: Option<u32>,
+    /// Extra group ids, added to the user's groups from the image's `/etc/group`.
+    pub supplemental_groups: Vec<u32>,
+    /// The root filesystem is mounted read-only.
+    pub readonly_rootfs: bool,
+    /// Every capability, no masked or read-only paths, every device allowed.
+    pub privileged: bool,
+    /// Capabilities added to the default set (`NET_ADMIN` or `CAP_NET_ADMIN`; `ALL`).
+    pub add_capabilities: Vec<String>,
+    /// Capabilities dropped from the default set (`ALL` drops every one before the adds).
+    pub drop_capabilities: Vec<String>,
+    /// Sets `no_new_privs`: setuid binaries and file capabilities grant nothing.
+    pub no_new_privs: bool,
+    /// Paths masked inside the container; `None` = the default set.
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths mounted read-only inside the container; `None` = the default set.
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+/// cgroup limits of a container (the CRI's `LinuxContainerResources`); `None` = not limited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResourceSpec {
+    /// CPU shares (relative weight, `cpu.shares`).
+    pub cpu_shares: Option<u64>,
+    /// CPU time per period in microseconds (`cpu.cfs_quota_us`).
+    pub cpu_quota: Option<i64>,
+    /// The CFS period in microseconds (`cpu.cfs_period_us`).
+    pub cpu_period: Option<u64>,
+    /// Memory limit in bytes (`memory.limit_in_bytes`).
+    pub memory_limit_bytes: Option<i64>,
+    /// Memory plus swap limit in bytes (`memory.memsw.limit_in_bytes`).
+    pub memory_swap_limit_bytes: Option<i64>,
+    /// CPUs the container may use (`cpuset.cpus`, e.g. `0-1`).
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (`cpuset.mems`).
+    pub cpuset_mems: Option<String>,
+    /// Most tasks at once (`pids.max`).
+    pub pids_limit: Option<i64>,
+    /// The OOM killer's score adjustment of the process (applied at start only).
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Container state as the CRI sees it.
@@ -228,6 +284,10 @@ pub struct Runtime {
 pub struct Inner {
     pub(crate) config: RuntimeConfig,
     pub(crate) images: ImageStore,
+    /// Every container record, as on disk (kept in step by every write).
+    pub(crate) containers: crate::index::Index<crate::container::ContainerEntry>,
+    /// Every sandbox record, as on disk.
+    pub(crate) sandboxes: crate::index::Index<crate::sandbox::SandboxRecord>,
 }
 
 impl Runtime {
@@ -244,7 +304,14 @@ impl Runtime {
             crate::util::create_dir_all(&dir)?;
         }
         let images = crate::images::open_store(&config.data_dir)?;
-        let inner = Inner { config, images };
+        let inner = Inner {
+            config,
+            images,
+            containers: crate::index::Index::default(),
+            sandboxes: crate::index::Index::default(),
+        };
+        crate::sandbox::load(&inner)?;
+        crate::container::load(&inner)?;
         let sandboxes = crate::sandbox::list(&inner)?;
         let containers = crate::container::list(&inner)?;
         tracing::info!(
@@ -312,6 +379,15 @@ impl Runtime {
     /// Every container.
     pub async fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
         crate::container::list(&self.inner)
+    }
+    /// Changes the cgroup limits of a created or running container (`runc update` when it
+    /// runs); the fields set in `resources` replace the container's, the others stay.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        resources: ResourceSpec,
+    ) -> Result<()> {
+        crate::resources::update(&self.inner, id, resources).await
     }
     /// Runs `cmd` in a running container with `io`; returns the exit code.
     pub async fn exec(&self, id: &str, cmd: Vec<String>, tty: bool, io: ProcessIo) -> Result<i32> {

@@ -1,11 +1,9 @@
 //! The OCI runtime bundle of a container: `config.json` built with `oci-spec`.
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, UserBuilder,
+    LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 
 use crate::images::ImageProcess;
@@ -13,24 +11,6 @@ use crate::{ContainerSpec, Error, Result};
 
 /// Default `PATH` when neither the image nor the request sets one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Capabilities every container gets (the usual container-runtime default set).
-const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// What a container's `config.json` is made from.
 pub(crate) struct BundleParams<'a> {
@@ -93,58 +73,6 @@ pub(crate) fn environment(
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// Resolves `user[:group]` (names or numbers) against the rootfs's `/etc/passwd` and `/etc/group`.
-pub(crate) fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32)> {
-    if user.is_empty() {
-        return Ok((0, 0));
-    }
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let (uid, primary_gid) = match u.parse::<u32>() {
-        Ok(uid) => {
-            let gid = find_entry(&passwd, |f| f.get(2) == Some(&u))
-                .and_then(|f| f.get(3).and_then(|g| g.parse().ok()));
-            (uid, gid.unwrap_or(0))
-        }
-        Err(_) => {
-            let fields = find_entry(&passwd, |f| f.first() == Some(&u)).ok_or_else(|| {
-                Error::InvalidArgument(format!("user {u:?} not found in the image's /etc/passwd"))
-            })?;
-            let num = |i: usize| fields.get(i).and_then(|s| s.parse::<u32>().ok());
-            let uid = num(2).ok_or_else(|| {
-                Error::InvalidArgument(format!("bad /etc/passwd entry for {u:?}"))
-            })?;
-            (uid, num(3).unwrap_or(0))
-        }
-    };
-    let gid = match g {
-        None => primary_gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-                find_entry(&group, |f| f.first() == Some(&g))
-                    .and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
-                    .ok_or_else(|| {
-                        Error::InvalidArgument(format!(
-                            "group {g:?} not found in the image's /etc/group"
-                        ))
-                    })?
-            }
-        },
-    };
-    Ok((uid, gid))
-}
-
-fn find_entry<'a>(file: &'a str, matches: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {
-    file.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| matches(f))
-}
-
 /// Builds the `config.json` of a container.
 pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
     let oci = |e: oci_spec::OciSpecError| {
@@ -157,7 +85,10 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
             p.spec.name
         )));
     }
-    let (uid, gid) = resolve_user(p.rootfs, p.image.user.as_deref().unwrap_or(""))?;
+    let security = &p.spec.security;
+    let user =
+        crate::security::process_user(p.rootfs, p.image.user.as_deref().unwrap_or(""), security)?;
+    crate::resources::validate(&p.spec.resources)?;
     let cwd = p
         .spec
         .working_dir
@@ -165,7 +96,9 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         .filter(|w| !w.is_empty())
         .or_else(|| p.image.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".to_string());
-    let caps: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+    let caps = crate::security::capabilities(security)?;
+    // As containerd: the bounding, effective and permitted sets are the same; the inheritable
+    // and ambient sets stay empty (a non-root user keeps no capability across exec).
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -179,17 +112,28 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         .cwd(cwd)
         .user(
             UserBuilder::default()
-                .uid(uid)
-                .gid(gid)
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.additional_gids)
                 .build()
                 .map_err(oci)?,
         )
         .capabilities(capabilities)
-        .no_new_privileges(false)
+        .no_new_privileges(security.no_new_privs)
         .build()
         .map_err(oci)?;
+    let mut process = process;
+    process.set_oom_score_adj(p.spec.resources.oom_score_adj);
 
     let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
+    if security.privileged {
+        // A privileged container may write to /sys (as containerd's privileged spec).
+        for m in &mut mounts {
+            if let Some(options) = m.options_mut() {
+                options.retain(|o| o != "ro");
+            }
+        }
+    }
     mounts.retain(|m| {
         !p.pod_mounts
             .iter()
@@ -233,16 +177,19 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         )
         .map_err(oci)?,
     ];
-    let resources = LinuxResourcesBuilder::default()
+    // Every device is denied (runc adds the standard ones); a privileged container may use all.
+    let mut resources = LinuxResourcesBuilder::default()
         .devices(vec![
             LinuxDeviceCgroupBuilder::default()
-                .allow(false)
+                .allow(security.privileged)
                 .access("rwm")
                 .build()
                 .map_err(oci)?,
         ])
         .build()
         .map_err(oci)?;
+    crate::resources::apply(&p.spec.resources, &mut resources);
+    let (masked_paths, readonly_paths) = crate::security::masked_and_readonly_paths(security);
 
     let mut spec = Spec::default();
     spec.set_hostname(None);
@@ -250,7 +197,7 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
     spec.set_root(Some(
         RootBuilder::default()
             .path("rootfs")
-            .readonly(false)
+            .readonly(security.readonly_rootfs)
             .build()
             .map_err(oci)?,
     ));
@@ -258,6 +205,8 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_namespaces(Some(namespaces));
     linux.set_resources(Some(resources));
+    linux.set_masked_paths(Some(masked_paths));
+    linux.set_readonly_paths(Some(readonly_paths));
     linux.set_cgroups_path(Some(PathBuf::from(format!("/podway/{}", p.id))));
     spec.set_linux(Some(linux));
     Ok(spec)
@@ -316,25 +265,5 @@ mod tests {
     fn env_overrides_image() {
         let env = environment(&spec(&[], &[]), &image(&[], &[]), "pod");
         assert_eq!(env, ["PATH=/bin", "HOSTNAME=pod", "A=2", "B=3"]);
-    }
-
-    #[test]
-    fn users_from_passwd() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::create_dir(tmp.path().join("etc")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(
-            tmp.path().join("etc/passwd"),
-            "root:x:0:0::/:/bin/sh\nweb:x:33:44::/:/bin/false\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(tmp.path().join("etc/group"), "staff:x:50:\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let r = |u: &str| resolve_user(tmp.path(), u).ok();
-        assert_eq!(r(""), Some((0, 0)));
-        assert_eq!(r("web"), Some((33, 44)));
-        assert_eq!(r("33"), Some((33, 44)));
-        assert_eq!(r("1000:7"), Some((1000, 7)));
-        assert_eq!(r("web:staff"), Some((33, 50)));
-        assert_eq!(r("nobody"), None);
     }
 }

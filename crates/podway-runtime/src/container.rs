@@ -37,6 +37,13 @@ pub(crate) struct ContainerRecord {
     pub message: String,
 }
 
+/// A container's record with its exit, once known (an exit is final, so it is read once).
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerEntry {
+    pub record: ContainerRecord,
+    pub exit: Option<ExitRecord>,
+}
+
 impl Inner {
     pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.config.data_dir.join("containers").join(id)
@@ -48,34 +55,61 @@ impl Inner {
 
     /// The record of container `id`.
     pub(crate) fn container_record(&self, id: &str) -> Result<ContainerRecord> {
-        if id.is_empty() || id.contains('/') {
-            return Err(Error::NotFound(format!("container {id:?}")));
-        }
-        read_json(&self.container_dir(id).join("container.json"))?
+        self.containers
+            .get(id)
+            .map(|entry| entry.record)
             .ok_or_else(|| Error::NotFound(format!("container {id}")))
     }
 
-    fn container_records(&self) -> Result<Vec<ContainerRecord>> {
-        let dir = self.config.data_dir.join("containers");
-        let mut out = Vec::new();
-        for entry in
-            std::fs::read_dir(&dir).map_err(io_ctx(format!("listing {}", dir.display())))?
-        {
-            let entry = entry.map_err(io_ctx(format!("listing {}", dir.display())))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            match self.container_record(&name) {
-                Ok(r) => out.push(r),
-                Err(Error::NotFound(_)) => {}
-                Err(e) => tracing::warn!(container = %name, error = %e, "skipping container"),
-            }
-        }
+    /// Writes `record` to `container.json` and the index.
+    pub(crate) fn save_container(&self, record: &ContainerRecord) -> Result<()> {
+        write_json(
+            &self.container_dir(&record.id).join("container.json"),
+            record,
+        )?;
+        let exit = self.containers.get(&record.id).and_then(|e| e.exit);
+        self.containers.put(
+            &record.id,
+            ContainerEntry {
+                record: record.clone(),
+                exit,
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes the exit of container `id` (the monitor does this itself when it runs).
+    fn save_exit(&self, id: &str, exit: ExitRecord) -> Result<()> {
+        write_json(&self.container_dir(id).join(EXIT_FILE), &exit)?;
+        self.containers.update(id, |e| e.exit = Some(exit));
+        Ok(())
+    }
+
+    /// Every record, oldest first.
+    fn container_records(&self) -> Vec<ContainerRecord> {
+        let mut out: Vec<ContainerRecord> = self
+            .containers
+            .all()
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
         out.sort_by_key(|r| r.created_at);
-        Ok(out)
+        out
     }
 
     /// The container as it is now.
     pub(crate) fn container_info(&self, record: &ContainerRecord) -> Result<ContainerInfo> {
-        let exit: Option<ExitRecord> = read_json(&self.container_dir(&record.id).join(EXIT_FILE))?;
+        let exit = self.containers.get(&record.id).and_then(|e| e.exit);
+        self.entry_info(&ContainerEntry {
+            record: record.clone(),
+            exit,
+        })
+    }
+
+    /// The container as it is now: its recorded exit, else whether its processes live (an
+    /// `exit.json` the monitor wrote since is read and kept).
+    fn entry_info(&self, entry: &ContainerEntry) -> Result<ContainerInfo> {
+        let record = &entry.record;
         let mut info = ContainerInfo {
             id: record.id.clone(),
             sandbox_id: record.sandbox_id.clone(),
@@ -90,6 +124,19 @@ impl Inner {
             message: record.message.clone(),
             pid: 0,
         };
+        let mut exit = entry.exit.clone();
+        if exit.is_none() && record.started_at != 0 {
+            if process_alive(record.pid, record.pid_start) {
+                info.state = ContainerState::Running;
+                info.pid = record.pid;
+                return Ok(info);
+            }
+            exit = read_json(&self.container_dir(&record.id).join(EXIT_FILE))?;
+            if let Some(exit) = &exit {
+                self.containers
+                    .update(&record.id, |e| e.exit = Some(exit.clone()));
+            }
+        }
         if let Some(exit) = exit {
             info.state = ContainerState::Exited;
             info.exit_code = exit.exit_code;
@@ -101,9 +148,8 @@ impl Inner {
             }
             .to_string();
         } else if record.started_at != 0 {
-            if process_alive(record.pid, record.pid_start)
-                || process_alive(record.shim_pid, record.shim_start)
-            {
+            if process_alive(record.shim_pid, record.shim_start) {
+                // The process is gone; its monitor is still draining the output.
                 info.state = ContainerState::Running;
                 info.pid = record.pid;
             } else {
@@ -117,10 +163,30 @@ impl Inner {
     }
 }
 
+/// Reads every container's records from disk into the index (when the runtime opens).
+pub(crate) fn load(inner: &Inner) -> Result<()> {
+    let dir = inner.config.data_dir.join("containers");
+    for entry in std::fs::read_dir(&dir).map_err(io_ctx(format!("listing {}", dir.display())))? {
+        let entry = entry.map_err(io_ctx(format!("listing {}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let folder = inner.container_dir(&name);
+        let loaded = read_json::<ContainerRecord>(&folder.join("container.json"))
+            .and_then(|record| Ok((record, read_json::<ExitRecord>(&folder.join(EXIT_FILE))?)));
+        match loaded {
+            Ok((Some(record), exit)) if record.id == name => {
+                inner.containers.put(&name, ContainerEntry { record, exit })
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(container = %name, error = %e, "skipping container"),
+        }
+    }
+    Ok(())
+}
+
 /// Ids of the containers of sandbox `sandbox_id`.
 pub(crate) fn ids_of_sandbox(inner: &Inner, sandbox_id: &str) -> Result<Vec<String>> {
     Ok(inner
-        .container_records()?
+        .container_records()
         .into_iter()
         .filter(|r| r.sandbox_id == sandbox_id)
         .map(|r| r.id)
@@ -134,11 +200,9 @@ pub(crate) fn get(inner: &Inner, id: &str) -> Result<ContainerInfo> {
 
 /// Every container.
 pub(crate) fn list(inner: &Inner) -> Result<Vec<ContainerInfo>> {
-    inner
-        .container_records()?
-        .iter()
-        .map(|r| inner.container_info(r))
-        .collect()
+    let mut entries = inner.containers.all();
+    entries.sort_by_key(|e| e.record.created_at);
+    entries.iter().map(|e| inner.entry_info(e)).collect()
 }
 
 /// Creates a container: rootfs and bundle.
@@ -158,7 +222,7 @@ pub(crate) async fn create(
             "container in sandbox {sandbox_id}: empty name"
         )));
     }
-    if let Some(other) = inner.container_records()?.into_iter().find(|r| {
+    if let Some(other) = inner.container_records().into_iter().find(|r| {
         r.sandbox_id == sandbox_id && r.spec.name == spec.name && r.spec.attempt == spec.attempt
     }) {
         return Err(Error::AlreadyExists(format!(
@@ -263,7 +327,7 @@ fn build(
         shim_start: 0,
         message: String::new(),
     };
-    write_json(&dir.join("container.json"), &record)
+    inner.save_container(&record)
 }
 
 /// Starts a created container under its monitor.
@@ -341,7 +405,7 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
             record.pid_start = crate::util::proc_start_time(pid).unwrap_or(0);
             record.shim_pid = shim;
             record.shim_start = crate::util::proc_start_time(shim).unwrap_or(0);
-            write_json(&dir.join("container.json"), &record)?;
+            inner.save_container(&record)?;
             tracing::info!(container = %id, pid, "container started");
             Ok(())
         }
@@ -349,10 +413,10 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
             let now = now_nanos();
             record.started_at = now;
             record.message = e.to_string();
-            write_json(&dir.join("container.json"), &record)?;
-            write_json(
-                &dir.join(EXIT_FILE),
-                &ExitRecord {
+            inner.save_container(&record)?;
+            inner.save_exit(
+                &id,
+                ExitRecord {
                     exit_code: 128,
                     finished_at: now,
                 },
@@ -414,6 +478,7 @@ pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Command(format!("removing container {id}: {e}")))??;
+    inner.containers.remove(id);
     remove_cgroups(id);
     let socket = crate::attach::socket_path(&inner.config.state_dir, id);
     let _ = std::fs::remove_file(socket.with_extension("console"));

@@ -26,8 +26,10 @@
 //! STATE/exec/                         process.json and pid files of running execs
 //! ```
 //!
-//! Nothing is held in memory: every call reads the records and checks the recorded processes
-//! (pid + start time), so a reopened runtime finds the containers its monitors kept running.
+//! The records are also held in memory (`index.rs`), loaded from disk when the runtime opens and
+//! updated with every write, so listing and status read no file; the process checks (pid + start
+//! time) stay live, so a reopened runtime finds the containers its monitors kept running. One
+//! runtime process owns a data folder's containers and sandboxes.
 
 pub mod api;
 mod attach;
@@ -38,13 +40,16 @@ mod detached;
 mod exec;
 pub mod images;
 pub mod import;
+mod index;
 mod netns;
 pub mod nsexec;
 mod oci_runtime;
 pub mod pause;
 pub mod pull;
 mod reference;
+mod resources;
 mod sandbox;
+mod security;
 pub mod shim;
 mod snapshots;
 pub mod stats;

@@ -94,32 +94,42 @@ impl Inner {
 
     /// The record of sandbox `id`.
     pub(crate) fn sandbox_record(&self, id: &str) -> Result<SandboxRecord> {
-        if id.is_empty() || id.contains('/') {
-            return Err(Error::NotFound(format!("sandbox {id:?}")));
-        }
-        read_json(&self.sandbox_dir(id).join("sandbox.json"))?
+        self.sandboxes
+            .get(id)
             .ok_or_else(|| Error::NotFound(format!("sandbox {id}")))
     }
 
-    fn sandbox_records(&self) -> Result<Vec<SandboxRecord>> {
-        let dir = self.config.data_dir.join("sandboxes");
-        let mut out = Vec::new();
-        for entry in
-            std::fs::read_dir(&dir).map_err(io_ctx(format!("listing {}", dir.display())))?
-        {
-            let entry = entry.map_err(io_ctx(format!("listing {}", dir.display())))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            match self.sandbox_record(&name) {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(sandbox = %name, error = %e, "skipping sandbox"),
-            }
-        }
-        out.sort_by_key(|r| r.created_at);
-        Ok(out)
+    /// Writes `record` to `sandbox.json` and the index.
+    fn save_sandbox(&self, record: &SandboxRecord) -> Result<()> {
+        write_json(&self.sandbox_dir(&record.id).join("sandbox.json"), record)?;
+        self.sandboxes.put(&record.id, record.clone());
+        Ok(())
     }
+
+    /// Every record, oldest first.
+    fn sandbox_records(&self) -> Vec<SandboxRecord> {
+        let mut out = self.sandboxes.all();
+        out.sort_by_key(|r| r.created_at);
+        out
+    }
+}
+
+/// Reads every sandbox's record from disk into the index (when the runtime opens).
+pub(crate) fn load(inner: &Inner) -> Result<()> {
+    let dir = inner.config.data_dir.join("sandboxes");
+    for entry in std::fs::read_dir(&dir).map_err(io_ctx(format!("listing {}", dir.display())))? {
+        let entry = entry.map_err(io_ctx(format!("listing {}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        match read_json::<SandboxRecord>(&inner.sandbox_dir(&name).join("sandbox.json")) {
+            Ok(Some(record)) if record.id == name => inner.sandboxes.put(&name, record),
+            Ok(_) => tracing::warn!(sandbox = %name, "skipping a sandbox folder without record"),
+            Err(e) => tracing::warn!(sandbox = %name, error = %e, "skipping sandbox"),
+        }
+    }
+    Ok(())
 }
 
 /// Starts a sandbox.
@@ -127,7 +137,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, spec: SandboxSpec) -> Result<Sandbox
     if spec.name.is_empty() {
         return Err(Error::InvalidArgument("sandbox name is empty".into()));
     }
-    if let Some(other) = inner.sandbox_records()?.into_iter().find(|r| {
+    if let Some(other) = inner.sandbox_records().into_iter().find(|r| {
         r.spec.name == spec.name
             && r.spec.namespace == spec.namespace
             && r.spec.uid == spec.uid
@@ -202,7 +212,7 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
     record.pid = pid;
     record.pid_start = crate::util::proc_start_time(pid)
         .ok_or_else(|| Error::Command(format!("{what}: pause process {pid} exited at once")))?;
-    if let Err(e) = write_json(&dir.join("sandbox.json"), &record) {
+    if let Err(e) = inner.save_sandbox(&record) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         return Err(e);
     }
@@ -217,7 +227,7 @@ pub(crate) fn get(inner: &Inner, id: &str) -> Result<SandboxInfo> {
 /// Every sandbox.
 pub(crate) fn list(inner: &Inner) -> Result<Vec<SandboxInfo>> {
     Ok(inner
-        .sandbox_records()?
+        .sandbox_records()
         .iter()
         .map(SandboxRecord::info)
         .collect())
@@ -246,7 +256,7 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str) -> Result<()> {
     }
     if !record.stopped {
         record.stopped = true;
-        write_json(&inner.sandbox_dir(id).join("sandbox.json"), &record)?;
+        inner.save_sandbox(&record)?;
         tracing::info!(sandbox = %id, "sandbox stopped");
     }
     Ok(())
@@ -271,6 +281,7 @@ pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Command(format!("removing sandbox {id}: {e}")))??;
+    inner.sandboxes.remove(id);
     tracing::info!(sandbox = %id, "sandbox removed");
     Ok(())
 }

@@ -113,6 +113,20 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system, all threads) this process has used, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    ticks.iter().sum::<f64>() / 100.0
+}
+
 fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e9
 }
@@ -133,16 +147,33 @@ async fn main() {
     push(data, 64 * MIB).await;
     eprintln!("warm-up done");
     let (mut plain, mut forwarded) = (Duration::MAX, Duration::MAX);
+    // CPU seconds per GiB moved, summed over the three rounds.
+    let (mut plain_cpu, mut forwarded_cpu) = (0.0, 0.0);
     for _ in 0..3 {
         let tcp = TcpStream::connect(("127.0.0.1", target))
             .await
             .expect("connect");
+        let cpu = cpu_seconds();
         plain = plain.min(push(tcp, one).await);
+        plain_cpu += cpu_seconds() - cpu;
         let (data, _e) = pf.open(target).await.expect("open");
+        let cpu = cpu_seconds();
         forwarded = forwarded.min(push(data, one).await);
+        forwarded_cpu += cpu_seconds() - cpu;
     }
+    let gib = 3.0 * one as f64 / (1024.0 * MIB as f64);
+    let (plain_cpu, forwarded_cpu) = (plain_cpu / gib, forwarded_cpu / gib);
 
     eprintln!("single connection done");
+    if std::env::var("PF_BENCH_SINGLE_ONLY").is_ok() {
+        // For profiling one forwarded connection (see bench/portforward.sh).
+        println!(
+            "| plain | {:.2} GB/s, {plain_cpu:.2} CPU-s/GiB | port-forward | {:.2} GB/s, {forwarded_cpu:.2} CPU-s/GiB |",
+            gbps(one, plain),
+            gbps(one, forwarded)
+        );
+        return;
+    }
     // 100 concurrent connections on one session.
     let each = one / 100;
     let start = Instant::now();
@@ -201,6 +232,9 @@ async fn main() {
     println!(
         "| ratio port-forward / plain | {:.0}% |",
         100.0 * plain.as_secs_f64() / forwarded.as_secs_f64()
+    );
+    println!(
+        "| CPU time per GiB, plain / port-forward (all threads, 2 cores) | {plain_cpu:.2} / {forwarded_cpu:.2} s |"
     );
     println!(
         "| 100 connections, aggregate ({} MiB each) | {:.2} GB/s |",

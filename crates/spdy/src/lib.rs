@@ -24,4 +24,6 @@ pub use dictionary::{DICTIONARY, DICTIONARY_ADLER32, DICTIONARY_LEN};
 pub use error::Error;
 pub use frame::RstStatus;
 pub use headers::Headers;
-pub use session::{Config, Incoming, PendingStream, RecvStream, Role, SendStream, Session, Stream};
+pub use session::{
+    Config, Incoming, PendingStream, RecvStream, Role, SendStream, Session, Stream, StreamEnd,
+};

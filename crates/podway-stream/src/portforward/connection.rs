@@ -9,15 +9,24 @@
 //!
 //! A reset of the data stream (client-go resets it when its local side fails) or the end of the
 //! session aborts both directions, so no pod connection outlives its stream.
-use std::io;
+//!
+//! Bytes are not copied in user space: received DATA payloads go to the socket as they arrived
+//! (vectored writes), and socket reads become DATA payloads as they are.
+use std::io::{self, IoSlice};
 
-use spdy::{RecvStream, SendStream, Stream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use bytes::{Buf, Bytes, BytesMut};
+use spdy::{RecvStream, SendStream, Stream, StreamEnd};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
-use crate::io::MAX_CHUNK;
+/// Bytes taken from the data stream per socket write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Buffer offered to each socket read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Slices handed to one vectored write.
+const MAX_SLICES: usize = 64;
 
 /// Copies between `tcp` and `data` until both directions have ended, closing `error` once the
 /// pod's side has ended.
@@ -40,49 +49,106 @@ pub(super) async fn forward(port: u16, tcp: TcpStream, data: Stream, mut error: 
     tracing::debug!(port, ?up, ?down, "port-forward connection ended");
 }
 
-/// Client → pod: the data stream into the socket, then a half-close of the socket.
+/// Client → pod: the data stream into the socket, then a half-close of the socket. Tells the
+/// other direction how the client's side ended.
 async fn client_to_pod(
-    data_r: RecvStream,
+    mut data_r: RecvStream,
     mut tcp_w: OwnedWriteHalf,
-    done: oneshot::Sender<()>,
+    done: oneshot::Sender<Option<StreamEnd>>,
 ) -> io::Result<u64> {
-    let mut from = BufReader::with_capacity(2 * MAX_CHUNK, data_r);
-    let r = tokio::io::copy_buf(&mut from, &mut tcp_w).await;
+    let mut chunks = Vec::new();
+    let mut total = 0u64;
+    let r = loop {
+        match data_r.read_chunks(WRITE_BATCH, &mut chunks).await {
+            Ok(0) => break Ok(total),
+            Ok(n) => {
+                if let Err(e) = write_chunks(&mut tcp_w, &mut chunks).await {
+                    break Err(e);
+                }
+                total += n as u64;
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let end = data_r.end();
     // Whatever the client still sends (after a failed write to the pod) is discarded by the
     // session, so an unread stream never holds up the others.
-    drop(from);
+    drop(data_r);
     let _ = tcp_w.shutdown().await;
-    let _ = done.send(());
+    let _ = done.send(end);
     r
+}
+
+/// Writes all of `chunks` to `w` (vectored) and empties it.
+async fn write_chunks<W: AsyncWrite + Unpin>(w: &mut W, chunks: &mut Vec<Bytes>) -> io::Result<()> {
+    let mut first = 0;
+    while first < chunks.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        for (slot, chunk) in slices.iter_mut().zip(&chunks[first..]) {
+            *slot = IoSlice::new(chunk);
+            count += 1;
+        }
+        let mut n = w.write_vectored(&slices[..count]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let chunk = &mut chunks[first];
+            let step = n.min(chunk.len());
+            chunk.advance(step);
+            n -= step;
+            if chunk.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    chunks.clear();
+    Ok(())
 }
 
 /// Pod → client: the socket into the data stream until the pod's EOF. Fails when the data stream
 /// can no longer be written: reset by the client, or the session gone.
 async fn pod_to_client(
-    mut tcp_r: OwnedReadHalf,
+    tcp_r: OwnedReadHalf,
     data_w: &mut SendStream,
-    mut client_done: oneshot::Receiver<()>,
+    mut client_done: oneshot::Receiver<Option<StreamEnd>>,
 ) -> io::Result<u64> {
-    let mut buf = vec![0u8; MAX_CHUNK];
     let mut total = 0u64;
     let mut watching = true;
     loop {
         tokio::select! {
-            read = tcp_r.read(&mut buf) => {
-                let n = read?;
-                if n == 0 {
-                    return Ok(total);
+            ready = tcp_r.readable() => {
+                ready?;
+                // A buffer per read, allocated only once there is something to read: an idle
+                // connection holds none, and each read is handed on as it is.
+                let mut buf = BytesMut::with_capacity(READ_CHUNK);
+                match tcp_r.try_read_buf(&mut buf) {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => {
+                        data_w.send_bytes(buf.freeze()).await?;
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
                 }
-                data_w.write_all(&buf[..n]).await?;
-                total += n as u64;
             }
-            _ = &mut client_done, if watching => {
+            end = &mut client_done, if watching => {
                 watching = false;
-                // Reads of the data stream end alike on the client's FIN, its RST_STREAM and the
-                // session's end. Only after a FIN can the stream still carry the pod's answer:
-                // an empty write succeeds then and fails in the other cases.
-                let written = data_w.write(&[]).await?;
-                debug_assert_eq!(written, 0);
+                // After the client's RST_STREAM or the session's end the stream cannot carry
+                // the pod's answer: this direction is over too. After its FIN (or a failed
+                // write to the pod) the answer still flows.
+                if let Ok(Some(
+                    end @ (StreamEnd::ResetByPeer(_)
+                    | StreamEnd::ResetLocally
+                    | StreamEnd::SessionEnded),
+                )) = end
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        format!("the client's data stream ended: {end:?}"),
+                    ));
+                }
             }
         }
     }

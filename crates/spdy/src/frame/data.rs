@@ -28,6 +28,14 @@ impl Data {
 
     /// Appends the whole frame to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encode_head(dst)?;
+        dst.put_slice(&self.payload);
+        Ok(())
+    }
+
+    /// Appends only the 8-byte frame header, for writers that send the payload from its own
+    /// buffer (vectored I/O) instead of copying it behind the header.
+    pub fn encode_head(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
         if self.payload.len() > MAX_LENGTH {
             return Err(FrameError::TooLarge {
                 len: self.payload.len(),
@@ -36,7 +44,6 @@ impl Data {
         }
         dst.put_u32(self.stream_id & super::MAX_STREAM_ID);
         put_flags_length(dst, if self.fin { FLAG_FIN } else { 0 }, self.payload.len());
-        dst.put_slice(&self.payload);
         Ok(())
     }
 }

@@ -7,6 +7,8 @@
 //! the peer reads as EOF, and `close()` resets unfinished streams before GOAWAY.
 
 mod flow;
+mod inbuf;
+mod outgoing;
 mod reader;
 mod state;
 mod stream;
@@ -25,7 +27,7 @@ use crate::frame::{Frame, SynReply};
 use crate::headers::Headers;
 use state::Shared;
 
-pub use stream::{MAX_DATA_CHUNK, RecvStream, SendStream, Stream};
+pub use stream::{MAX_DATA_CHUNK, RecvStream, SendStream, Stream, StreamEnd};
 
 /// How long `open` waits for SYN_REPLY (spdystream's `createStreamResponseTimeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,8 +54,12 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Send a PING this often (`None`: never).
     pub ping_interval: Option<Duration>,
-    /// Received bytes buffered per stream before the connection reader pauses.
+    /// Received bytes buffered per stream before the connection reader pauses; also the
+    /// per-stream receive window advertised to a peer that does flow control.
     pub max_stream_buffer: usize,
+    /// The SPDY/3.1 session receive window granted to a peer that does flow control: the
+    /// received bytes such a peer may have unread across all streams.
+    pub max_session_buffer: usize,
 }
 
 impl Default for Config {
@@ -62,6 +68,7 @@ impl Default for Config {
             idle_timeout: None,
             ping_interval: None,
             max_stream_buffer: 1024 * 1024,
+            max_session_buffer: 16 * 1024 * 1024,
         }
     }
 }

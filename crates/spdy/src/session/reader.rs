@@ -4,12 +4,12 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::Decoder;
 
 use super::PendingStream;
 use super::flow;
+use super::inbuf::ReadBuffer;
 use super::state::{Shared, StreamEntry};
 use crate::codec::FrameDecoder;
 use crate::error::Error;
@@ -18,18 +18,15 @@ use crate::frame::{
     SynStream, WindowUpdate,
 };
 
-/// Minimum free space offered to each socket read.
-const READ_CHUNK: usize = 16 * 1024;
-
 /// Runs until the peer closes, the connection fails or the session ends.
 pub(crate) async fn run<R>(shared: Arc<Shared>, mut io: R, mut decoder: FrameDecoder)
 where
     R: AsyncRead + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut input = ReadBuffer::new();
     loop {
         loop {
-            match decoder.decode(&mut buf) {
+            match decoder.decode(&mut input.buf) {
                 Ok(Some(frame)) => {
                     shared.touch();
                     shared.peer_spoke.cancel();
@@ -53,11 +50,9 @@ where
                 }
             }
         }
-        if buf.capacity() - buf.len() < READ_CHUNK {
-            buf.reserve(READ_CHUNK);
-        }
+        input.prepare();
         let read = tokio::select! {
-            r = io.read_buf(&mut buf) => r,
+            r = io.read_buf(&mut input.buf) => r,
             _ = shared.ended.cancelled() => return,
         };
         match read {
@@ -88,7 +83,7 @@ async fn handle(shared: &Arc<Shared>, frame: Frame) -> ControlFlow<()> {
             return ControlFlow::Break(());
         }
         Frame::Settings(f) => on_settings(shared, &f).await,
-        Frame::WindowUpdate(f) => on_window_update(shared, f).await,
+        Frame::WindowUpdate(f) => return on_window_update(shared, f).await,
         // HEADERS carry nothing Kubernetes uses; their block was still inflated to keep the zlib
         // stream in step.
         Frame::Headers(_) => {}
@@ -144,6 +139,7 @@ async fn on_syn_stream(shared: &Arc<Shared>, f: SynStream) {
             let windows = st.new_windows(shared.recv_window);
             let mut entry = StreamEntry::new(false, windows);
             entry.remote_done = f.fin;
+            entry.fin_received = f.fin;
             entry.local_done = f.unidirectional;
             st.streams.insert(id, entry);
             Ok(tx)
@@ -176,6 +172,7 @@ fn on_syn_reply(shared: &Shared, f: SynReply) {
         Some(entry) if entry.local && !entry.replied => {
             entry.replied = true;
             if f.fin {
+                entry.fin_received = true;
                 entry.finish_remote();
             }
             if let Some(tx) = entry.reply_tx.take() {
@@ -230,6 +227,7 @@ enum DataAction {
 async fn on_data(shared: &Shared, mut d: Data) {
     let id = d.stream_id;
     let threshold = shared.update_threshold();
+    let len = d.payload.len();
     loop {
         let space = shared.space.notified();
         tokio::pin!(space);
@@ -242,8 +240,8 @@ async fn on_data(shared: &Shared, mut d: Data) {
             } else {
                 id < st.next_peer_id
             };
-            let len = d.payload.len();
             let mut discarded = 0;
+            let mut buffered = false;
             let action = match st.streams.get_mut(&id) {
                 // The late FIN of a stream we already dropped is harmless.
                 None if d.payload.is_empty() && known_old => DataAction::Done,
@@ -265,6 +263,7 @@ async fn on_data(shared: &Shared, mut d: Data) {
                     discarded = len;
                     if d.fin {
                         entry.remote_done = true;
+                        entry.fin_received = true;
                     }
                     DataAction::Done
                 }
@@ -276,9 +275,11 @@ async fn on_data(shared: &Shared, mut d: Data) {
                         if len > 0 {
                             entry.recv_buf.push_back(std::mem::take(&mut d.payload));
                             entry.buffered += len;
+                            buffered = true;
                         }
                         if d.fin {
                             entry.remote_done = true;
+                            entry.fin_received = true;
                         }
                         if let Some(w) = entry.read_waker.take() {
                             w.wake();
@@ -289,9 +290,16 @@ async fn on_data(shared: &Shared, mut d: Data) {
                     }
                 }
             };
-            if discarded > 0
-                && let Some(update) = st.consumed(id, discarded, threshold)
+            if discarded > 0 {
+                for update in st.consumed(id, discarded, threshold) {
+                    shared.send_control(update);
+                }
+            } else if !buffered
+                && len > 0
+                && !matches!(action, DataAction::Wait)
+                && let Some(update) = st.session_consumed(len)
             {
+                // Dropped at once: it still used the session window.
                 shared.send_control(update);
             }
             action
@@ -371,15 +379,22 @@ async fn on_settings(shared: &Shared, f: &Settings) {
     }
 }
 
-/// WINDOW_UPDATE: credit for one stream (stream 0, the SPDY/3.1 session window, only shows
-/// that the peer does flow control; our per-stream windows already bound what we send).
-async fn on_window_update(shared: &Shared, f: WindowUpdate) {
+/// WINDOW_UPDATE: credit for one stream, or on stream 0 for the SPDY/3.1 session window (from
+/// then on it binds us). Either shows that the peer does flow control.
+async fn on_window_update(shared: &Shared, f: WindowUpdate) -> ControlFlow<()> {
     shared.control_backpressure().await;
     let (updates, overflow) = {
         let mut st = shared.lock();
         let updates = st.peer_does_flow_control();
         let mut overflow = false;
-        if let Some(entry) = st.streams.get_mut(&f.stream_id) {
+        if f.stream_id == 0 {
+            if !st.session.credit(f.delta) {
+                drop(st);
+                tracing::debug!("SPDY session WINDOW_UPDATE beyond 2^31-1");
+                shared.fail(GoAwayStatus::ProtocolError, "session window overflow");
+                return ControlFlow::Break(());
+            }
+        } else if let Some(entry) = st.streams.get_mut(&f.stream_id) {
             overflow = !entry.windows.credit(f.delta) && !entry.local_done;
             entry.wake_writer();
         }
@@ -392,4 +407,5 @@ async fn on_window_update(shared: &Shared, f: WindowUpdate) {
         tracing::debug!(stream_id = f.stream_id, "SPDY WINDOW_UPDATE beyond 2^31-1");
         flow_error(shared, f.stream_id).await;
     }
+    ControlFlow::Continue(())
 }

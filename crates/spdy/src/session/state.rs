@@ -2,9 +2,10 @@
 //! the outgoing queues and the signals between them.
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::flow::{self, StreamWindows};
+use super::flow::{self, SessionWindows, StreamWindows};
 use super::{Config, PendingStream, Role};
 use crate::error::Error;
 use crate::frame::{Frame, GoAway, GoAwayStatus, MAX_STREAM_ID, Ping, RstStatus, RstStream};
@@ -36,6 +37,8 @@ pub(crate) struct StreamEntry {
     pub buffered: usize,
     /// The peer finished sending (FIN or RST) or the session ended: reads hit EOF once drained.
     pub remote_done: bool,
+    /// The peer half-closed with FIN (as opposed to a reset or the session's end).
+    pub fin_received: bool,
     /// The status of a RST_STREAM from the peer.
     pub reset_by_peer: Option<RstStatus>,
     /// We finished sending (FIN or RST queued).
@@ -63,6 +66,7 @@ impl StreamEntry {
             recv_buf: VecDeque::new(),
             buffered: 0,
             remote_done: false,
+            fin_received: false,
             reset_by_peer: None,
             local_done: false,
             reset_locally: false,
@@ -113,6 +117,8 @@ pub(crate) struct State {
     pub peer_flow_control: bool,
     /// The peer's INITIAL_WINDOW_SIZE (the SPDY/3 default until it says otherwise).
     pub peer_initial_window: i64,
+    /// The SPDY/3.1 session windows (stream 0).
+    pub session: SessionWindows,
 }
 
 impl State {
@@ -122,15 +128,36 @@ impl State {
     }
 
     /// Records that `len` bytes of stream `id` were consumed (read or discarded) and returns
-    /// the WINDOW_UPDATE to send, if one is due (only to a peer that does flow control).
-    pub fn consumed(&mut self, id: u32, len: usize, threshold: u32) -> Option<Frame> {
+    /// the WINDOW_UPDATEs to send, if any are due (only to a peer that does flow control): the
+    /// stream's and the session's.
+    pub fn consumed(&mut self, id: u32, len: usize, threshold: u32) -> Vec<Frame> {
+        let mut updates = Vec::new();
         let aware = self.peer_flow_control;
-        let entry = self.streams.get_mut(&id)?;
-        entry.windows.consumed(len);
-        if !aware || entry.remote_done {
-            return None;
+        if let Some(entry) = self.streams.get_mut(&id) {
+            entry.windows.consumed(len);
+            if aware
+                && !entry.remote_done
+                && let Some(update) = entry.windows.take_update(id, threshold)
+            {
+                updates.push(update);
+            }
         }
-        entry.windows.take_update(id, threshold)
+        self.session.consumed(len);
+        if aware {
+            updates.extend(self.session.take_update(true));
+        }
+        updates
+    }
+
+    /// Records `len` received bytes that no stream buffers (dropped or discarded at once) and
+    /// returns the session WINDOW_UPDATE, if one is due.
+    pub fn session_consumed(&mut self, len: usize) -> Option<Frame> {
+        self.session.consumed(len);
+        if self.peer_flow_control {
+            self.session.take_update(false)
+        } else {
+            None
+        }
     }
 
     /// The peer showed flow control: from now on it gets WINDOW_UPDATE; returns the updates
@@ -140,12 +167,66 @@ impl State {
             return Vec::new();
         }
         self.peer_flow_control = true;
-        self.streams
+        let mut updates: Vec<Frame> = self
+            .streams
             .iter_mut()
             .filter(|(_, e)| !e.remote_done)
             .filter_map(|(&id, e)| e.windows.take_update(id, 0))
-            .collect()
+            .collect();
+        updates.extend(self.session.take_update(true));
+        updates
     }
+}
+
+/// What the windows allow a writer now.
+pub(crate) enum Allowance {
+    /// This many bytes (at least 1).
+    Bytes(usize),
+    /// The stream's window (of a peer that does flow control) is exhausted.
+    StreamBlocked,
+    /// The session window (of a peer that does session flow control) is exhausted.
+    SessionBlocked,
+}
+
+impl State {
+    /// How much of a `want`-byte write (want ≥ 1) on stream `id` the windows allow now.
+    pub fn send_allowance(&self, id: u32, want: usize) -> Allowance {
+        if !self.peer_flow_control {
+            return Allowance::Bytes(want);
+        }
+        let stream = self.streams.get(&id).map_or(0, |e| e.windows.send);
+        if stream <= 0 {
+            return Allowance::StreamBlocked;
+        }
+        let mut limit = stream;
+        if self.session.binding {
+            if self.session.send <= 0 {
+                return Allowance::SessionBlocked;
+            }
+            limit = limit.min(self.session.send);
+        }
+        Allowance::Bytes(want.min(usize::try_from(limit).unwrap_or(usize::MAX)))
+    }
+}
+
+/// Why stream `id` cannot be written, if it cannot.
+fn write_error(st: &State, id: u32) -> Option<io::Error> {
+    let msg = match st.streams.get(&id) {
+        _ if st.ended => "SPDY session closed",
+        None => "SPDY stream released",
+        Some(e) if e.reset_by_peer.is_some() => {
+            return Some(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("SPDY stream {id} was reset by the peer"),
+            ));
+        }
+        Some(e) if e.local_done => "SPDY stream already finished",
+        Some(_) => return None,
+    };
+    Some(io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        format!("{msg}: cannot write to stream {id}"),
+    ))
 }
 
 /// Everything the tasks and handles of one session share.
@@ -188,6 +269,7 @@ impl Shared {
             Role::Server => (2, 1, 2),
         };
         let recv_window = flow::recv_window_for(config.max_stream_buffer);
+        let session = SessionWindows::new(flow::session_window_for(config.max_session_buffer));
         Arc::new(Shared {
             role,
             config,
@@ -204,6 +286,7 @@ impl Shared {
                 ended: false,
                 peer_flow_control: false,
                 peer_initial_window: flow::DEFAULT_WINDOW,
+                session,
             }),
             control_tx,
             data_tx,
@@ -303,6 +386,54 @@ impl Shared {
         self.epoch + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
     }
 
+    /// Why stream `id` cannot be written, if it cannot.
+    pub fn write_error(&self, id: u32) -> Option<io::Error> {
+        write_error(&self.lock(), id)
+    }
+
+    /// Whether some of a `want`-byte write on stream `id` may be sent now: an error if the
+    /// stream cannot be written, `Pending` (waker registered) while a window that binds us is
+    /// exhausted.
+    pub fn poll_send_window(
+        &self,
+        id: u32,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<()>> {
+        let mut st = self.lock();
+        if let Some(e) = write_error(&st, id) {
+            return Poll::Ready(Err(e));
+        }
+        match st.send_allowance(id, want) {
+            Allowance::Bytes(_) => Poll::Ready(Ok(())),
+            Allowance::StreamBlocked => {
+                if let Some(entry) = st.streams.get_mut(&id) {
+                    entry.write_waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Allowance::SessionBlocked => {
+                st.session.waiters.insert(id, cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Deducts what the windows allow of a `want`-byte write on stream `id` from them and
+    /// returns it; `None` if nothing is allowed now.
+    pub fn take_send_window(&self, id: u32, want: usize) -> Option<usize> {
+        let mut st = self.lock();
+        let Allowance::Bytes(n) = st.send_allowance(id, want) else {
+            return None;
+        };
+        // Counted even when not binding, so that the windows are right once they bind.
+        st.session.send -= n as i64;
+        if let Some(entry) = st.streams.get_mut(&id) {
+            entry.windows.send -= n as i64;
+        }
+        Some(n)
+    }
+
     /// Allocates the next ping id and registers its waiter.
     pub fn start_ping(&self) -> Result<oneshot::Receiver<()>, Error> {
         let mut st = self.lock();
@@ -379,12 +510,14 @@ impl Shared {
             }
             if !entry.recv_handle && !entry.send_handle {
                 st.streams.remove(&id);
-            } else if discarded > 0
-                && let Some(update) = st.consumed(id, discarded, 0)
-                && !st.ended
-            {
+            } else if discarded > 0 {
                 // The peer's window must not stay eaten by bytes nobody will read.
-                self.send_control(update);
+                let updates = st.consumed(id, discarded, 0);
+                if !st.ended {
+                    for update in updates {
+                        self.send_control(update);
+                    }
+                }
             }
         }
         drop(st);
@@ -470,6 +603,9 @@ impl Shared {
             }
             entry.finish_remote();
             entry.wake_writer();
+        }
+        for (_, w) in st.session.waiters.drain() {
+            w.wake();
         }
         drop(st);
         self.ended.cancel();

@@ -1,11 +1,13 @@
 //! Stream handles: [`Stream`] and its halves [`RecvStream`] and [`SendStream`].
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::PollSender;
 
@@ -15,6 +17,8 @@ use crate::headers::Headers;
 
 /// Largest DATA payload we send; larger writes are split.
 pub const MAX_DATA_CHUNK: usize = 32 * 1024;
+/// Size of the buffers written bytes are copied into (allocated on the first write).
+const ARENA: usize = 128 * 1024;
 
 /// A bidirectional SPDY stream.
 ///
@@ -40,6 +44,7 @@ impl Stream {
                 shared,
                 id,
                 finished: false,
+                arenas: Arenas::default(),
             },
             headers,
         }
@@ -64,6 +69,35 @@ impl Stream {
     pub fn into_split(self) -> (RecvStream, SendStream) {
         (self.recv, self.send)
     }
+
+    /// See [`RecvStream::read_chunks`].
+    pub async fn read_chunks(&mut self, max: usize, out: &mut Vec<Bytes>) -> io::Result<usize> {
+        self.recv.read_chunks(max, out).await
+    }
+
+    /// See [`RecvStream::end`].
+    pub fn end(&self) -> Option<StreamEnd> {
+        self.recv.end()
+    }
+
+    /// See [`SendStream::send_bytes`].
+    pub async fn send_bytes(&mut self, data: Bytes) -> io::Result<()> {
+        self.send.send_bytes(data).await
+    }
+}
+
+/// How the peer's side of a stream ended, as [`RecvStream::end`] reports it. Reads end with EOF
+/// in every case (as spdystream does); this tells a half-close from an abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The peer half-closed with FIN: it sends nothing more but may still read.
+    Finished,
+    /// The peer aborted the stream with RST_STREAM.
+    ResetByPeer(RstStatus),
+    /// We reset the stream (locally, or for a protocol or flow-control violation).
+    ResetLocally,
+    /// The session ended before the peer finished the stream.
+    SessionEnded,
 }
 
 impl AsyncRead for Stream {
@@ -106,13 +140,61 @@ impl RecvStream {
     pub fn id(&self) -> u32 {
         self.id
     }
-}
 
-impl AsyncRead for RecvStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
+    /// How the peer's side ended, once reads have reached (or are about to reach) EOF; `None`
+    /// while the peer may still send.
+    pub fn end(&self) -> Option<StreamEnd> {
+        let st = self.shared.lock();
+        let Some(entry) = st.streams.get(&self.id) else {
+            return Some(StreamEnd::SessionEnded);
+        };
+        if entry.fin_received {
+            Some(StreamEnd::Finished)
+        } else if let Some(status) = entry.reset_by_peer {
+            Some(StreamEnd::ResetByPeer(status))
+        } else if entry.reset_locally {
+            Some(StreamEnd::ResetLocally)
+        } else if entry.remote_done {
+            Some(StreamEnd::SessionEnded)
+        } else {
+            None
+        }
+    }
+
+    /// Waits for received bytes and moves up to `max` (at least 1) of them, as the chunks they
+    /// arrived in, onto `out` without copying; returns how many bytes were added, 0 at the end
+    /// of the stream. For relays that hand the bytes on (a vectored socket write, or
+    /// [`SendStream::send_bytes`]).
+    pub async fn read_chunks(&mut self, max: usize, out: &mut Vec<Bytes>) -> io::Result<usize> {
+        let max = max.max(1);
+        let mut added = 0;
+        poll_fn(|cx| {
+            self.poll_take(cx, |queue| {
+                while added < max {
+                    let Some(front) = queue.front_mut() else {
+                        break;
+                    };
+                    let chunk = if front.len() <= max - added {
+                        queue.pop_front().unwrap_or_default()
+                    } else {
+                        front.split_to(max - added)
+                    };
+                    added += chunk.len();
+                    out.push(chunk);
+                }
+                added
+            })
+        })
+        .await?;
+        Ok(added)
+    }
+
+    /// Waits for buffered bytes (or the end), lets `take` remove some from the queue (it returns
+    /// how many), and returns the consumed bytes to the peer's window.
+    fn poll_take(
+        &self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        take: impl FnOnce(&mut VecDeque<Bytes>) -> usize,
     ) -> Poll<io::Result<()>> {
         let mut st = self.shared.lock();
         let Some(entry) = st.streams.get_mut(&self.id) else {
@@ -125,28 +207,44 @@ impl AsyncRead for RecvStream {
             entry.read_waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let mut copied = 0;
-        while buf.remaining() > 0 {
-            let Some(front) = entry.recv_buf.front_mut() else {
-                break;
-            };
-            let n = front.len().min(buf.remaining());
-            buf.put_slice(&front.split_to(n));
-            copied += n;
-            if front.is_empty() {
-                entry.recv_buf.pop_front();
+        let taken = take(&mut entry.recv_buf);
+        entry.buffered -= taken;
+        let threshold = self.shared.update_threshold();
+        let updates = st.consumed(self.id, taken, threshold);
+        let ended = st.ended;
+        drop(st);
+        if !ended {
+            for update in updates {
+                self.shared.send_control(update);
             }
         }
-        entry.buffered -= copied;
-        let threshold = self.shared.update_threshold();
-        if let Some(update) = st.consumed(self.id, copied, threshold)
-            && !st.ended
-        {
-            self.shared.send_control(update);
-        }
-        drop(st);
         self.shared.space.notify_waiters();
         Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for RecvStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.poll_take(cx, |queue| {
+            let mut copied = 0;
+            while buf.remaining() > 0 {
+                let Some(front) = queue.front_mut() else {
+                    break;
+                };
+                let n = front.len().min(buf.remaining());
+                buf.put_slice(&front[..n]);
+                front.advance(n);
+                copied += n;
+                if front.is_empty() {
+                    queue.pop_front();
+                }
+            }
+            copied
+        })
     }
 }
 
@@ -165,6 +263,30 @@ pub struct SendStream {
     id: u32,
     tx: PollSender<Frame>,
     finished: bool,
+    arenas: Arenas,
+}
+
+/// Where `poll_write` copies the caller's bytes: two buffers used in turn, each reused once the
+/// frames cut from it have been written, so a steady writer does not allocate per frame.
+#[derive(Debug, Default)]
+struct Arenas {
+    current: BytesMut,
+    spare: BytesMut,
+}
+
+impl Arenas {
+    /// Copies `bytes` into an arena and returns them as a frame payload.
+    fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        if self.current.capacity() - self.current.len() < bytes.len() {
+            std::mem::swap(&mut self.current, &mut self.spare);
+            let want = ARENA.max(bytes.len());
+            if !self.current.try_reclaim(want) {
+                self.current = BytesMut::with_capacity(want);
+            }
+        }
+        self.current.extend_from_slice(bytes);
+        self.current.split().freeze()
+    }
 }
 
 impl SendStream {
@@ -179,41 +301,47 @@ impl SendStream {
         self.shared.reset_stream(self.id, status);
     }
 
-    /// Why writing is impossible, if it is.
-    fn write_error(&self) -> Option<io::Error> {
-        let st = self.shared.lock();
-        let msg = match st.streams.get(&self.id) {
-            _ if st.ended => "SPDY session closed",
-            None => "SPDY stream released",
-            Some(e) if e.reset_by_peer.is_some() => {
-                return Some(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    format!("SPDY stream {} was reset by the peer", self.id),
-                ));
-            }
-            Some(e) if e.local_done => "SPDY stream already finished",
-            Some(_) => return None,
-        };
-        Some(io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            format!("{msg}: cannot write to stream {}", self.id),
-        ))
+    /// Sends `data` as DATA frames of at most [`MAX_DATA_CHUNK`] bytes without copying it;
+    /// returns once all of it is queued (waiting for window and queue space as writes do).
+    pub async fn send_bytes(&mut self, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = poll_fn(|cx| self.poll_capacity(cx, data.len())).await?;
+            let chunk = data.split_to(n);
+            self.send_data(chunk)?;
+        }
+        Ok(())
     }
 
-    /// How many bytes of a `want`-byte write the peer's window allows now; `None` (with the
-    /// waker registered) while a peer that does flow control has left no window.
-    fn poll_window(&self, cx: &mut Context<'_>, want: usize) -> Option<usize> {
-        let mut st = self.shared.lock();
-        let aware = st.peer_flow_control;
-        let entry = st.streams.get_mut(&self.id)?;
-        if !aware {
-            return Some(want);
+    /// Waits until some of a `want`-byte write (1 ≤ want) may be sent: the stream is writable,
+    /// the windows allow it and a place in the data queue is reserved. Returns how many bytes
+    /// (at most [`MAX_DATA_CHUNK`]), already deducted from the windows; the caller must send
+    /// exactly that many with [`SendStream::send_data`].
+    fn poll_capacity(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let want = want.min(MAX_DATA_CHUNK);
+        loop {
+            // Checked before reserving, so a stream without window holds no queue place.
+            ready!(self.shared.poll_send_window(self.id, cx, want))?;
+            if ready!(self.tx.poll_reserve(cx)).is_err() {
+                return Poll::Ready(Err(self.closed_channel()));
+            }
+            // Other streams may have spent the session window meanwhile: take what is left.
+            match self.shared.take_send_window(self.id, want) {
+                Some(n) => return Poll::Ready(Ok(n)),
+                None => {
+                    self.tx.abort_send();
+                }
+            }
         }
-        if entry.windows.send <= 0 {
-            entry.write_waker = Some(cx.waker().clone());
-            return None;
-        }
-        Some(want.min(usize::try_from(entry.windows.send).unwrap_or(usize::MAX)))
+    }
+
+    /// Queues one DATA frame into the place reserved by [`SendStream::poll_capacity`].
+    fn send_data(&mut self, payload: Bytes) -> io::Result<()> {
+        let frame = Frame::Data(Data {
+            stream_id: self.id,
+            fin: false,
+            payload,
+        });
+        self.tx.send_item(frame).map_err(|_| self.closed_channel())
     }
 
     fn closed_channel(&self) -> io::Error {
@@ -230,34 +358,15 @@ impl AsyncWrite for SendStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(e) = self.write_error() {
-            return Poll::Ready(Err(e));
-        }
         if buf.is_empty() {
-            return Poll::Ready(Ok(0));
+            return Poll::Ready(match self.shared.write_error(self.id) {
+                Some(e) => Err(e),
+                None => Ok(0),
+            });
         }
-        let Some(n) = self.poll_window(cx, buf.len().min(MAX_DATA_CHUNK)) else {
-            // Re-checked after registering: a reset or the end may have raced the waker.
-            return match self.write_error() {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            };
-        };
-        if ready!(self.tx.poll_reserve(cx)).is_err() {
-            return Poll::Ready(Err(self.closed_channel()));
-        }
-        // Only this handle spends the window, so it has not shrunk since `poll_window`.
-        if let Some(entry) = self.shared.lock().streams.get_mut(&self.id) {
-            entry.windows.send -= n as i64;
-        }
-        let frame = Frame::Data(Data {
-            stream_id: self.id,
-            fin: false,
-            payload: Bytes::copy_from_slice(&buf[..n]),
-        });
-        if self.tx.send_item(frame).is_err() {
-            return Poll::Ready(Err(self.closed_channel()));
-        }
+        let n = ready!(self.poll_capacity(cx, buf.len()))?;
+        let payload = self.arenas.copy(&buf[..n]);
+        self.send_data(payload)?;
         Poll::Ready(Ok(n))
     }
 
@@ -266,7 +375,7 @@ impl AsyncWrite for SendStream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.finished || self.write_error().is_some() {
+        if self.finished || self.shared.write_error(self.id).is_some() {
             // Already finished, reset or gone: nothing left to close.
             self.finished = true;
             return Poll::Ready(Ok(()));

@@ -4,17 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::Role;
+use super::outgoing::Outgoing;
 use super::state::Shared;
 use crate::codec::FrameEncoder;
 use crate::frame::{Frame, GoAwayStatus};
 
 /// Bytes gathered before a write is issued.
-const BATCH_BYTES: usize = 64 * 1024;
+const BATCH_BYTES: usize = 256 * 1024;
+/// Initial capacity of the buffer small frames and DATA headers are encoded into.
+const SCRATCH_BYTES: usize = 16 * 1024;
 /// How long the final flush after the session ended may take.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
@@ -64,7 +66,7 @@ pub(crate) async fn run<W>(
         shared.finished.cancel();
         return;
     };
-    let mut buf = BytesMut::with_capacity(BATCH_BYTES);
+    let mut buf = Outgoing::new(io.is_write_vectored(), SCRATCH_BYTES);
     // A Go client drops bytes a server sends before the client's first frame.
     let may_write = shared.role == Role::Client
         || tokio::select! {
@@ -77,7 +79,7 @@ pub(crate) async fn run<W>(
         while let Some(first) = queues.next(&shared).await {
             let mut next = Some(first);
             while let Some(frame) = next {
-                if let Err(e) = encoder.encode_ref(&frame, &mut buf) {
+                if let Err(e) = buf.push(&mut encoder, frame) {
                     tracing::warn!(error = %e, "SPDY frame could not be encoded");
                     shared.fail(GoAwayStatus::InternalError, "frame encoding failed");
                     break;
@@ -88,7 +90,7 @@ pub(crate) async fn run<W>(
                     None
                 };
             }
-            if let Err(e) = write_out(&mut io, &mut buf).await {
+            if let Err(e) = buf.write_to(&mut io).await {
                 tracing::debug!(error = %e, "SPDY write failed");
                 shared.terminate("write failed");
                 break;
@@ -98,11 +100,11 @@ pub(crate) async fn run<W>(
         // Finish what was queued before the end (e.g. RST and GOAWAY from close()).
         let drain = async {
             while let Some(frame) = queues.try_next(&shared) {
-                if encoder.encode_ref(&frame, &mut buf).is_err() {
+                if buf.push(&mut encoder, frame).is_err() {
                     break;
                 }
             }
-            write_out(&mut io, &mut buf).await
+            buf.write_to(&mut io).await
         };
         if let Ok(Err(e)) = tokio::time::timeout(FINAL_FLUSH, drain).await {
             tracing::debug!(error = %e, "SPDY final flush failed");
@@ -110,12 +112,4 @@ pub(crate) async fn run<W>(
     }
     let _ = tokio::time::timeout(FINAL_FLUSH, io.shutdown()).await;
     shared.finished.cancel();
-}
-
-async fn write_out<W: AsyncWrite + Unpin>(io: &mut W, buf: &mut BytesMut) -> std::io::Result<()> {
-    if !buf.is_empty() {
-        io.write_all(buf).await?;
-        buf.clear();
-    }
-    io.flush().await
 }
