@@ -16,6 +16,13 @@ pub struct Config {
     pub token_ttl: Duration,
     /// How many streaming URLs may be outstanding at once (default 1000).
     pub max_in_flight: usize,
+    /// Close an exec, attach or port-forward session after this long without data either way
+    /// (`None`: never). Default 4 h, the `StreamIdleTimeout` of containerd and the kubelet.
+    pub stream_idle_timeout: Option<Duration>,
+    /// Ping WebSocket sessions this often (`None`: never); default 30 s, see
+    /// [`podway_stream::DEFAULT_PING_INTERVAL`] for why the server pings at all. Pings do not
+    /// count as activity for the idle timeout; SPDY sessions answer pings but send none.
+    pub stream_ping_interval: Option<Duration>,
 }
 
 impl Config {
@@ -27,6 +34,8 @@ impl Config {
             stream_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             token_ttl: Duration::from_secs(60),
             max_in_flight: 1000,
+            stream_idle_timeout: Some(podway_stream::DEFAULT_IDLE_TIMEOUT),
+            stream_ping_interval: Some(podway_stream::DEFAULT_PING_INTERVAL),
         }
     }
 }

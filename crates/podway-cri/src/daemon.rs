@@ -36,8 +36,17 @@ impl RuntimeDaemon {
         let images_dir = data_dir.join("images");
         let runtime = Runtime::open(config.runtime).await?;
         let listener = bind_socket(&config.socket).await?;
-        let stream_server =
-            StreamServer::bind(config.stream_addr, config.token_ttl, config.max_in_flight).await?;
+        let sessions = podway_stream::ServerOptions {
+            idle_timeout: config.stream_idle_timeout,
+            ping_interval: config.stream_ping_interval,
+        };
+        let stream_server = StreamServer::bind(
+            config.stream_addr,
+            config.token_ttl,
+            config.max_in_flight,
+            sessions,
+        )
+        .await?;
         tracing::info!(
             socket = %config.socket.display(),
             stream = %stream_server.local_addr(),

@@ -159,6 +159,52 @@ pub struct RuntimeArgs {
     /// How long a streaming URL stays valid, in seconds (each URL is single-use).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub stream_token_ttl: u64,
+    /// Close an exec, attach or port-forward session after this long without data in either
+    /// direction (the server's keep-alive pings do not count); 0 never closes one. 4h is
+    /// containerd's and the kubelet's stream idle timeout. Durations look like 30s, 5m, 4h or
+    /// 1h30m.
+    #[arg(long, default_value = "4h", value_name = "DURATION", value_parser = parse_duration)]
+    pub stream_idle_timeout: std::time::Duration,
+    /// Ping every WebSocket exec, attach and port-forward session this often; 0 never pings.
+    /// Keeps a silent interactive session alive through proxies that cut connections idle for
+    /// 60 s, and notices a vanished client early. SPDY sessions answer pings but send none
+    /// (on SPDY a ping counts as activity, so it would defeat the idle timeout).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub stream_ping_interval: std::time::Duration,
+}
+
+/// Parses a duration as Go writes them: one or more `<integer><unit>` with units `ms`, `s`, `m`,
+/// `h` (`90s`, `5m`, `1h30m`), or a bare `0`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let bad = || format!("invalid duration {text:?}: expected e.g. 30s, 5m, 4h or 1h30m");
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.checked_mul(60).ok_or_else(bad)?),
+            "h" => Duration::from_secs(number.checked_mul(3600).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 /// `podway image …`.
@@ -253,4 +299,24 @@ pub fn default_node_name() -> String {
 /// A `unix://PATH` or plain `PATH` endpoint as a path.
 pub fn unix_endpoint(endpoint: &str) -> PathBuf {
     PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn go_style_durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "4", "h", "4d", "-1s", "1.5h", "s4"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }

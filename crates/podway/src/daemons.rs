@@ -18,18 +18,18 @@ pub fn runtime_config(
 ) -> anyhow::Result<podway_cri::Config> {
     let podway_bin =
         std::env::current_exe().context("cannot find the podway binary for `podway shim`")?;
-    Ok(podway_cri::Config {
+    let mut config = podway_cri::Config::new(
         socket,
-        runtime: podway_runtime::RuntimeConfig {
+        podway_runtime::RuntimeConfig {
             data_dir: flags.data_dir.clone(),
             state_dir: flags.state_dir.clone(),
             oci_runtime: flags.oci_runtime.clone(),
             podway_bin,
         },
-        stream_addr,
-        token_ttl,
-        max_in_flight: 1000,
-    })
+    );
+    config.stream_addr = stream_addr;
+    config.token_ttl = token_ttl;
+    Ok(config)
 }
 
 /// The default CRI socket of a state dir.
@@ -82,12 +82,15 @@ pub async fn runtime(args: RuntimeArgs) -> anyhow::Result<()> {
         Some(endpoint) => unix_endpoint(endpoint),
         None => cri_socket(&args.runtime.state_dir),
     };
-    let config = runtime_config(
+    let mut config = runtime_config(
         &args.runtime,
         socket.clone(),
         args.stream_address,
         Duration::from_secs(args.stream_token_ttl),
     )?;
+    let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+    config.stream_idle_timeout = nonzero(args.stream_idle_timeout);
+    config.stream_ping_interval = nonzero(args.stream_ping_interval);
     let daemon = podway_cri::RuntimeDaemon::bind(config)
         .await
         .context("cannot start the container runtime")?;

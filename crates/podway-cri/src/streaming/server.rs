@@ -10,9 +10,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use podway_runtime::{ProcessIo, Runtime, WindowSize};
-use podway_stream::Body;
 use podway_stream::portforward::{self, DialFuture, Dialer, PortForwardOptions};
 use podway_stream::remotecommand::{self, Outcome, ServerStreams, TerminalSize};
+use podway_stream::{Body, ServerOptions};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,12 +28,15 @@ pub(crate) struct StreamServer {
 }
 
 impl StreamServer {
-    /// Listens on `addr` (port 0 = any free port).
+    /// Listens on `addr` (port 0 = any free port). `sessions` become the session options of this
+    /// process's streaming sessions (they are process-wide, see [`ServerOptions`]).
     pub(crate) async fn bind(
         addr: SocketAddr,
         token_ttl: Duration,
         max_in_flight: usize,
+        sessions: ServerOptions,
     ) -> Result<StreamServer, Error> {
+        sessions.install();
         let bind_err = |source| Error::StreamBind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
