@@ -1,9 +1,14 @@
-//! The cgroups of a process and the `cgroup.procs` files that put another process in them
-//! (cgroup v1: one per hierarchy; v2: the unified one; hybrid setups: both).
+//! The cgroups of a process and the files that put another process in them (cgroup v1: one
+//! per hierarchy; v2: the unified one; hybrid setups: both).
+//!
+//! In a v1 hierarchy the (single-threaded) child writes "0" to `tasks`, not `cgroup.procs`:
+//! the kernel moves just the calling thread then, without the global threadgroup lock whose
+//! write side waits for an RCU grace period (milliseconds on a busy machine, on every exec).
+//! For a process of one thread both files do the same. v2 has only `cgroup.procs`.
 use std::path::{Path, PathBuf};
 
-/// The `cgroup.procs` files of the cgroups of `pid` that differ from the caller's own.
-pub(crate) fn procs_files_to_join(pid: u32) -> std::io::Result<Vec<PathBuf>> {
+/// The files that move the writer into the cgroups of `pid` that differ from the caller's own.
+pub(crate) fn files_to_join(pid: u32) -> std::io::Result<Vec<PathBuf>> {
     let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
     let ours = std::fs::read_to_string("/proc/self/cgroup")?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;

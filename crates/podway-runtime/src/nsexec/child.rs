@@ -96,7 +96,8 @@ pub(crate) struct CapSets {
 pub(crate) struct ChildSetup {
     /// Make the stdio terminal the controlling terminal of a new session.
     pub terminal: bool,
-    /// `cgroup.procs` of each hierarchy to join (written with "0": the writer itself).
+    /// `tasks` (v1) or `cgroup.procs` (v2) of each cgroup to join (written with "0": the
+    /// writer itself).
     pub cgroups: Vec<OwnedFd>,
     /// Namespaces to join, in order (the mount namespace last), with their `CLONE_NEW*` type.
     pub namespaces: Vec<(OwnedFd, libc::c_int)>,

@@ -5,7 +5,8 @@
 //!   fork): net, ipc, uts, cgroup and time when they differ from ours, the pid namespace
 //!   (joined by a short-lived thread before the fork, so the process is born in it and stays
 //!   our direct child), and the mount namespace last;
-//! - its cgroups (every v1 hierarchy's `cgroup.procs`, and v2's when mounted);
+//! - its cgroups (every v1 hierarchy's `tasks`, written by the single-threaded child, which
+//!   spares the global lock `cgroup.procs` takes; v2's `cgroup.procs` when mounted);
 //! - the spec's user (uid, gid, additional gids), capabilities (bounding, effective,
 //!   permitted, inheritable, ambient), `noNewPrivileges`, rlimits, umask, env (with `TERM` on
 //!   a terminal and `HOME` from the container's passwd when unset), cwd, and runc's session

@@ -77,7 +77,7 @@ pub(crate) fn plan(inner: &Inner, id: &str, cmd: &[String], tty: bool) -> Result
             namespaces.push((open_ns(pid, name).map_err(os("opening a namespace"))?, kind));
         }
     }
-    let cgroups = super::cgroup::procs_files_to_join(pid)
+    let cgroups = super::cgroup::files_to_join(pid)
         .map_err(os("reading cgroups"))?
         .iter()
         .map(|path| {

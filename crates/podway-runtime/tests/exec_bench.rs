@@ -1,0 +1,86 @@
+//! The measuring side of `bench/exec_fast.sh` (ignored: run by the script, never in CI): one
+//! container, then `EXEC_BENCH_N` rounds (default 200) of `true` through each way of running
+//! it, interleaved so that a busy machine slows them alike. Prints one `SAMPLE <way> <µs>` line
+//! per run; the script turns them into a table. Nothing is asserted about the times.
+mod common;
+
+use std::time::Instant;
+
+use common::{Fixture, strings};
+
+/// Runs `cmd` to completion; panics unless it succeeds.
+fn run(cmd: &mut std::process::Command) {
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?}: {status}");
+}
+
+#[tokio::test]
+#[ignore = "a benchmark: run by bench/exec_fast.sh"]
+async fn exec_true_latency_samples() {
+    let rounds: usize = std::env::var("EXEC_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("bench").await;
+    let id = f.container(&sandbox, "main", &["sleep", "100000"]).await;
+    let rt = f.rt().clone();
+    let pid = rt
+        .container(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .pid
+        .to_string();
+    let runc_root = f.config.state_dir.join("runc");
+    let exec_true = |fast: bool| {
+        let rt = rt.clone();
+        let id = id.clone();
+        async move {
+            podway_runtime::nsexec::set_enabled(fast);
+            let out = rt
+                .exec_sync(&id, strings(&["true"]), None)
+                .await
+                .unwrap_or_else(|e| panic!("exec: {e}"));
+            assert_eq!(out.exit_code, 0);
+        }
+    };
+    // Warm-up: page cache, first-use paths.
+    for fast in [true, false] {
+        exec_true(fast).await;
+    }
+    for round in 0..rounds {
+        // Rotate the order every round so that none always runs first.
+        for k in 0..4 {
+            let way = (round + k) % 4;
+            let start = Instant::now();
+            let name = match way {
+                0 => {
+                    exec_true(true).await;
+                    "fast"
+                }
+                1 => {
+                    exec_true(false).await;
+                    "runtime-runc"
+                }
+                2 => {
+                    run(std::process::Command::new(&f.config.oci_runtime)
+                        .arg("--root")
+                        .arg(&runc_root)
+                        .args(["exec", &id, "true"]));
+                    "runc-exec"
+                }
+                _ => {
+                    run(std::process::Command::new("nsenter").args(["-a", "-t", &pid, "true"]));
+                    "nsenter"
+                }
+            };
+            println!("SAMPLE {name} {}", start.elapsed().as_micros());
+        }
+    }
+    podway_runtime::nsexec::set_enabled(true);
+}
