@@ -193,6 +193,59 @@ async fn fast_exec_enters_the_container_like_runc_exec() {
 }
 
 #[tokio::test]
+async fn fast_exec_gives_a_non_root_user_what_runc_exec_gives() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("user").await;
+    let id = f
+        .container_with(&sandbox, "main", &["sleep", "1000"], |s| {
+            s.working_dir = Some("/tmp".into());
+            s.security.run_as_user = Some(1234);
+            s.security.run_as_group = Some(2345);
+            s.security.supplemental_groups = vec![3456, 4567];
+            s.security.no_new_privs = true;
+            s.security.add_capabilities = vec!["NET_ADMIN".into()];
+            s.security.drop_capabilities = vec!["CHOWN".into()];
+            s.security.readonly_rootfs = true;
+        })
+        .await;
+    let rt = f.rt().clone();
+    for cmd in [
+        &["cat", "/proc/self/status"][..],
+        &["id"],
+        &["env"],
+        &["pwd"],
+        // Pipes are handed to the user (so it may reopen /proc/self/fd/N).
+        &["stat", "-L", "-c", "%u", "/proc/self/fd/1"],
+        &["sh", "-c", "touch /x 2>&1; cat /proc/self/limits"],
+    ] {
+        let fast = fast_exec(&rt, &id, cmd).await;
+        let reference = runc_exec(&f, &id, cmd);
+        match cmd[0] {
+            "cat" => assert_eq!(credentials(&fast), credentials(&reference), "{cmd:?}"),
+            "env" => assert_eq!(sorted_lines(&fast), sorted_lines(&reference), "{cmd:?}"),
+            _ => assert_eq!(fast, reference, "{cmd:?}"),
+        }
+    }
+    let status = fast_exec(&rt, &id, &["cat", "/proc/self/status"]).await;
+    let creds = credentials(&status);
+    assert!(
+        creds.contains(&"Uid: 1234 1234 1234 1234".to_string()),
+        "{creds:?}"
+    );
+    assert!(
+        creds.contains(&"Gid: 2345 2345 2345 2345".to_string()),
+        "{creds:?}"
+    );
+    assert!(creds.contains(&"NoNewPrivs: 1".to_string()), "{creds:?}");
+    assert_eq!(fast_exec(&rt, &id, &["pwd"]).await, "/tmp\n");
+    assert_eq!(
+        fast_exec(&rt, &id, &["stat", "-L", "-c", "%u", "/proc/self/fd/1"]).await,
+        "1234\n"
+    );
+}
+
+#[tokio::test]
 async fn exit_codes_stdin_errors_and_cleanup() {
     let f = Fixture::new().await;
     f.import_demo();
