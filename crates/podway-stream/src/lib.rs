@@ -22,6 +22,7 @@
 
 mod client;
 mod error;
+pub mod fuzzing;
 mod idle;
 mod io;
 pub mod negotiate;

@@ -62,11 +62,15 @@ pub fn encode(encoding: Encoding, channel: u8, payload: &[u8]) -> Message {
 /// Decodes an inbound data message. TEXT and BINARY are both accepted as bytes; with `v5` a
 /// message starting `FF` is a close signal (exactly 2 bytes, channel < 5, else a protocol error).
 pub fn decode(encoding: Encoding, v5: bool, msg: Message) -> Result<Inbound, Error> {
-    let data: Bytes = match msg {
-        Message::Binary(b) => b,
-        Message::Text(t) => Bytes::from(t),
-        _ => return Ok(Inbound::Ignored),
-    };
+    match msg {
+        Message::Binary(b) => decode_bytes(encoding, v5, b),
+        Message::Text(t) => decode_bytes(encoding, v5, Bytes::from(t)),
+        _ => Ok(Inbound::Ignored),
+    }
+}
+
+/// Decodes the payload of an inbound TEXT or BINARY message, as [`decode`].
+pub fn decode_bytes(encoding: Encoding, v5: bool, data: Bytes) -> Result<Inbound, Error> {
     let Some(&first) = data.first() else {
         return Ok(Inbound::Ignored);
     };

@@ -17,7 +17,7 @@ pub(crate) mod frame;
 mod write_end;
 
 pub use bytestream::WsByteStream;
-pub use frame::{CLOSE_CHANNEL, Encoding, Inbound, decode, encode};
+pub use frame::{CLOSE_CHANNEL, Encoding, Inbound, decode, decode_bytes, encode};
 pub use write_end::{EndableWrite, WriteEnd};
 
 /// A server-side WebSocket over a hyper-upgraded connection (see [`EndableWrite`]).
