@@ -8,6 +8,9 @@ use std::time::Instant;
 
 use common::{Fixture, strings};
 
+/// The ways `true` is run, by the names the samples carry.
+const WAYS: [&str; 4] = ["fast", "runtime-runc", "runc-exec", "nsenter"];
+
 /// Runs `cmd` to completion; panics unless it succeeds.
 fn run(cmd: &mut std::process::Command) {
     let status = cmd
@@ -25,6 +28,15 @@ async fn exec_true_latency_samples() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
+    // `EXEC_BENCH_WAYS=fast,nsenter` measures only those (default: all four).
+    let ways: Vec<usize> = std::env::var("EXEC_BENCH_WAYS")
+        .ok()
+        .map(|w| {
+            w.split(',')
+                .filter_map(|name| WAYS.iter().position(|&n| n == name))
+                .collect()
+        })
+        .unwrap_or_else(|| (0..WAYS.len()).collect());
     let f = Fixture::new().await;
     f.import_demo();
     let sandbox = f.sandbox("bench").await;
@@ -55,31 +67,19 @@ async fn exec_true_latency_samples() {
     }
     for round in 0..rounds {
         // Rotate the order every round so that none always runs first.
-        for k in 0..4 {
-            let way = (round + k) % 4;
+        for k in 0..ways.len() {
+            let way = ways[(round + k) % ways.len()];
             let start = Instant::now();
-            let name = match way {
-                0 => {
-                    exec_true(true).await;
-                    "fast"
-                }
-                1 => {
-                    exec_true(false).await;
-                    "runtime-runc"
-                }
-                2 => {
-                    run(std::process::Command::new(&f.config.oci_runtime)
-                        .arg("--root")
-                        .arg(&runc_root)
-                        .args(["exec", &id, "true"]));
-                    "runc-exec"
-                }
-                _ => {
-                    run(std::process::Command::new("nsenter").args(["-a", "-t", &pid, "true"]));
-                    "nsenter"
-                }
-            };
-            println!("SAMPLE {name} {}", start.elapsed().as_micros());
+            match way {
+                0 => exec_true(true).await,
+                1 => exec_true(false).await,
+                2 => run(std::process::Command::new(&f.config.oci_runtime)
+                    .arg("--root")
+                    .arg(&runc_root)
+                    .args(["exec", &id, "true"])),
+                _ => run(std::process::Command::new("nsenter").args(["-a", "-t", &pid, "true"])),
+            }
+            println!("SAMPLE {} {}", WAYS[way], start.elapsed().as_micros());
         }
     }
     podway_runtime::nsexec::set_enabled(true);

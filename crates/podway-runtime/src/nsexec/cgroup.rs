@@ -20,11 +20,12 @@ pub(crate) fn files_to_join(pid: u32) -> std::io::Result<Vec<PathBuf>> {
                 .iter()
                 .find(|m| m.serves(controllers) && path.starts_with(m.root))?;
             let relative = path[mount.root.len()..].trim_start_matches('/');
-            Some(
-                Path::new(mount.mount_point)
-                    .join(relative)
-                    .join("cgroup.procs"),
-            )
+            let file = if mount.options.is_some() {
+                "tasks"
+            } else {
+                "cgroup.procs"
+            };
+            Some(Path::new(mount.mount_point).join(relative).join(file))
         })
         .collect())
 }
