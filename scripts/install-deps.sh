@@ -9,12 +9,13 @@
 #   python3-grpcio, python3-grpc-tools, python3-protobuf  the Python CRI client of the interop test
 #   python3-kubernetes  the official Kubernetes Python client of the interop test
 #   util-linux      nsenter, the floor of the exec benchmark
+#   containerd, containernetworking-plugins  the node agent's other CRI runtime (interop test)
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for pkg in runc busybox-static umoci protobuf-compiler iproute2 curl tmux \
   python3-grpcio python3-grpc-tools python3-protobuf python3-kubernetes docker-registry skopeo \
-  util-linux; do
+  util-linux containerd containernetworking-plugins; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

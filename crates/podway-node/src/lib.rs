@@ -44,6 +44,10 @@ pub struct Config {
     pub pod_log_dir: PathBuf,
     /// Serve exec/attach/port-forward/logs/run (otherwise they answer 405).
     pub enable_debugging_handlers: bool,
+    /// Stop and remove every pod sandbox when the agent stops. `podway up` owns its pods and
+    /// stops them with itself; a standalone agent leaves them running and adopts them on its
+    /// next start, as the kubelet does.
+    pub stop_pods_on_exit: bool,
 }
 
 /// A bound, not yet running node agent.
@@ -81,9 +85,10 @@ impl NodeAgent {
         self.local_addr
     }
 
-    /// Runs until `shutdown` is cancelled; then stops and removes every pod sandbox it runs
-    /// and returns.
+    /// Runs until `shutdown` is cancelled; then, with [`Config::stop_pods_on_exit`], stops and
+    /// removes every pod sandbox it runs, and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let stop_pods_on_exit = self.config.stop_pods_on_exit;
         let client = node::client(&self.config.kubeconfig).await?;
         let shared = Arc::new(state::Shared {
             cri: cri::Cri::connect_lazy(&self.config.cri_socket)?,
@@ -116,7 +121,9 @@ impl NodeAgent {
         tasks.cancel();
         let _ = heartbeat.await;
         let _ = server.await;
-        pods::remove_all_sandboxes(&shared.cri).await;
+        if stop_pods_on_exit {
+            pods::remove_all_sandboxes(&shared.cri).await;
+        }
         Ok(())
     }
 }

@@ -184,6 +184,7 @@ impl Cluster {
             client_ca: pki.ca_cert.clone(),
             pod_log_dir: dir.path().join("pods"),
             enable_debugging_handlers: true,
+            stop_pods_on_exit: true,
         })
         .await
         .expect("binding the node agent");

@@ -26,7 +26,8 @@ pub enum Command {
     Up(UpArgs),
     /// Run only the API server.
     Server(ServerArgs),
-    /// Run only the node agent, against a CRI runtime socket (podway's or containerd's).
+    /// Run only the node agent, against a CRI runtime socket (podway's or containerd's). Its pods
+    /// keep running when it stops; it adopts them again on its next start, as the kubelet does.
     Node(NodeArgs),
     /// Run only the container runtime: the CRI server and its streaming server.
     Runtime(RuntimeArgs),

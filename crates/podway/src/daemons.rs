@@ -68,6 +68,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
         client_ca: args.client_ca_file,
         pod_log_dir: args.pod_log_dir,
         enable_debugging_handlers: args.enable_debugging_handlers,
+        stop_pods_on_exit: false,
     })
     .await
     .context("cannot start the node agent")?;

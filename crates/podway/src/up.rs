@@ -52,6 +52,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         client_ca: data_dir.join("pki/ca.crt"),
         pod_log_dir: data_dir.join("pods"),
         enable_debugging_handlers: true,
+        stop_pods_on_exit: true,
     })
     .await
     .context("cannot start the node agent")?;

@@ -1,4 +1,5 @@
 //! Pod sync: watches the pods bound to this node and runs one [`worker`] per pod uid.
+mod cgroups;
 mod status;
 mod worker;
 
@@ -47,8 +48,9 @@ struct Handle {
     name: String,
 }
 
-/// Stops and removes sandbox `id` (errors are logged: the sandbox may already be gone).
-pub(crate) async fn teardown_sandbox(cri: &Cri, id: &str) {
+/// Stops and removes sandbox `id` of pod `pod_uid`, then the pod's cgroup folders (errors are
+/// logged: the sandbox may already be gone).
+pub(crate) async fn teardown_sandbox(cri: &Cri, id: &str, pod_uid: &str) {
     let mut rt = cri.rt();
     if let Err(e) = rt
         .stop_pod_sandbox(StopPodSandboxRequest {
@@ -65,6 +67,9 @@ pub(crate) async fn teardown_sandbox(cri: &Cri, id: &str) {
         .await
     {
         tracing::warn!(sandbox = id, error = %e.message(), "removing the pod sandbox failed");
+    }
+    if !pod_uid.is_empty() {
+        cgroups::remove_pod_cgroups(pod_uid);
     }
 }
 
@@ -87,7 +92,8 @@ pub(crate) async fn remove_all_sandboxes(cri: &Cri) {
         Ok(sandboxes) => {
             for s in sandboxes {
                 tracing::info!(sandbox = %s.id, "removing pod sandbox on shutdown");
-                teardown_sandbox(cri, &s.id).await;
+                let uid = s.labels.get(labels::POD_UID).map_or("", String::as_str);
+                teardown_sandbox(cri, &s.id, uid).await;
             }
         }
         Err(e) => tracing::warn!(error = %e.message(), "listing pod sandboxes on shutdown failed"),
@@ -102,7 +108,7 @@ async fn remove_orphans(cri: &Cri, known: &HashSet<String>) {
                 let uid = s.labels.get(labels::POD_UID).cloned().unwrap_or_default();
                 if !known.contains(&uid) {
                     tracing::info!(sandbox = %s.id, %uid, "removing the sandbox of a pod that no longer exists");
-                    teardown_sandbox(cri, &s.id).await;
+                    teardown_sandbox(cri, &s.id, &uid).await;
                 }
             }
         }

@@ -231,7 +231,7 @@ impl Run {
                 .map(|s| s.id),
         };
         if let Some(id) = sandbox {
-            teardown_sandbox(&self.w.shared.cri, &id).await;
+            teardown_sandbox(&self.w.shared.cri, &id, &self.uid).await;
         }
         self.tracks.clear();
     }
@@ -269,7 +269,10 @@ impl Run {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
-            linux: Some(LinuxPodSandboxConfig::default()),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: super::cgroups::pod_cgroup_parent(pod, &self.uid),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
