@@ -231,3 +231,44 @@ async fn overrunning_the_agreed_window_gets_flow_control_error() {
     stream.read_to_end(&mut got).await.unwrap();
     assert!(got == pattern(WINDOW, 8));
 }
+
+/// Both directions of one stream between two podway sessions with a small window: thousands of
+/// WINDOW_UPDATEs cross the DATA. Sessions without pings have nothing else to wake a stalled
+/// reader or writer, so a lost wakeup in the control path would hang this forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_updates_in_both_directions_never_stall_the_session() {
+    const LEN: usize = 4 * 1024 * 1024;
+    let config = Config {
+        max_stream_buffer: 16 * 1024,
+        max_session_buffer: 64 * 1024,
+        ..Config::default()
+    };
+    let mut p = session_pair(config).await;
+    let (client, server) =
+        open_accept(&p.client, &mut p.server_incoming, headers(&[("s", "echo")])).await;
+    let (mut server_r, mut server_w) = server.into_split();
+    // The server echoes everything back as it arrives.
+    let echo = tokio::spawn(async move {
+        tokio::io::copy(&mut server_r, &mut server_w).await.unwrap();
+        server_w.shutdown().await.unwrap();
+    });
+    let (mut client_r, mut client_w) = client.into_split();
+    let sent = pattern(LEN, 9);
+    let writer = {
+        let sent = sent.clone();
+        async move {
+            client_w.write_all(&sent).await.unwrap();
+            client_w.shutdown().await.unwrap();
+        }
+    };
+    let mut got = Vec::with_capacity(LEN);
+    let ((), read) = tokio::time::timeout(
+        Duration::from_secs(120),
+        futures::future::join(writer, client_r.read_to_end(&mut got)),
+    )
+    .await
+    .expect("the transfer stalled");
+    read.unwrap();
+    assert!(got == sent, "echoed bytes differ");
+    echo.await.unwrap();
+}

@@ -322,8 +322,11 @@ impl Shared {
 
     /// Queues a control frame; it overtakes queued DATA.
     pub fn send_control(&self, frame: Frame) {
-        if self.control_tx.send(frame).is_ok() {
-            self.control_queued.fetch_add(1, Ordering::Relaxed);
+        // Counted before it is queued: the writer may take it (and count it out) at once, and
+        // a count that dipped below zero would read as a full queue and stall the reader.
+        self.control_queued.fetch_add(1, Ordering::Relaxed);
+        if self.control_tx.send(frame).is_err() {
+            self.control_queued.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
