@@ -47,6 +47,7 @@ pub(crate) fn status(err: podway_runtime::Error) -> tonic::Status {
         E::AlreadyExists(_) => tonic::Status::already_exists(message),
         E::InvalidArgument(_) => tonic::Status::invalid_argument(message),
         E::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
+        E::Unauthenticated(_) => tonic::Status::unauthenticated(message),
         E::Command(_) | E::Io { .. } => tonic::Status::internal(message),
     }
 }

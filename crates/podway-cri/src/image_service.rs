@@ -6,6 +6,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_server::ImageService;
 use podway_runtime::Runtime;
 use podway_runtime::images::Image;
+use podway_runtime::pull::{self, PullOptions, RegistryCredentials};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -52,6 +53,45 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Status::internal(format!("image store task failed: {e}")))?
         .map_err(status)
+}
+
+/// The registry credentials of a CRI `AuthConfig`: a registry token as a bearer token, else a
+/// user name and password, else `auth` (base64 of `user:password`), else none.
+fn credentials(auth: Option<cri::AuthConfig>) -> Result<RegistryCredentials, Status> {
+    let Some(auth) = auth else {
+        return Ok(RegistryCredentials::Anonymous);
+    };
+    if !auth.registry_token.is_empty() {
+        return Ok(RegistryCredentials::Bearer(auth.registry_token));
+    }
+    if !auth.username.is_empty() {
+        return Ok(RegistryCredentials::Basic {
+            username: auth.username,
+            password: auth.password,
+        });
+    }
+    if !auth.auth.is_empty() {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.auth.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| Status::invalid_argument("auth is not base64 of user:password"))?;
+        let (username, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| Status::invalid_argument("auth does not decode to user:password"))?;
+        return Ok(RegistryCredentials::Basic {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        });
+    }
+    if !auth.identity_token.is_empty() {
+        return Err(Status::invalid_argument(
+            "identity_token (an OAuth refresh token) is not supported by podway; \
+             give registry_token or username and password",
+        ));
+    }
+    Ok(RegistryCredentials::Anonymous)
 }
 
 /// Bytes and inodes used below `dir` (not following symlinks); a missing folder uses nothing.
@@ -126,16 +166,30 @@ impl ImageService for CriImages {
         &self,
         request: Request<cri::PullImageRequest>,
     ) -> Reply<cri::PullImageResponse> {
-        let (reference, image) = self.find(request.into_inner().image).await?;
-        match image {
-            Some(image) => Ok(Response::new(cri::PullImageResponse {
+        let request = request.into_inner();
+        let credentials = credentials(request.auth)?;
+        let (reference, image) = self.find(request.image).await?;
+        // An image already stored is not fetched again (containerd re-resolves a tag at the
+        // registry; podway keeps what it has, so nodes without a registry keep working).
+        if let Some(image) = image {
+            return Ok(Response::new(cri::PullImageResponse {
                 image_ref: image.id,
-            })),
-            None => Err(Status::not_found(format!(
-                "image {reference:?} is not present and pulling is not implemented yet \
-                 (import it with `podway image import`)"
-            ))),
+            }));
         }
+        // As docker: a registry on a loopback address is spoken to over plain HTTP.
+        let options = PullOptions {
+            insecure_registries: pull::loopback_registry(&reference).into_iter().collect(),
+            ..PullOptions::default()
+        };
+        tracing::info!(image = %reference, ?credentials, "pulling image");
+        let image = self
+            .runtime
+            .pull_image_with_credentials(&reference, &options, &credentials)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::PullImageResponse {
+            image_ref: image.id,
+        }))
     }
 
     async fn remove_image(
@@ -188,6 +242,46 @@ impl ImageService for CriImages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_from_auth_config() {
+        let basic = |u: &str, p: &str| RegistryCredentials::Basic {
+            username: u.into(),
+            password: p.into(),
+        };
+        assert_eq!(credentials(None).unwrap(), RegistryCredentials::Anonymous);
+        let auth = |f: fn(&mut cri::AuthConfig)| {
+            let mut a = cri::AuthConfig::default();
+            f(&mut a);
+            credentials(Some(a))
+        };
+        assert_eq!(
+            auth(|a| {
+                a.username = "u".into();
+                a.password = "p".into();
+            })
+            .unwrap(),
+            basic("u", "p")
+        );
+        // base64("user:pa:ss")
+        assert_eq!(
+            auth(|a| a.auth = "dXNlcjpwYTpzcw==".into()).unwrap(),
+            basic("user", "pa:ss")
+        );
+        assert_eq!(
+            auth(|a| a.registry_token = "t".into()).unwrap(),
+            RegistryCredentials::Bearer("t".into())
+        );
+        let err = auth(|a| a.auth = "!!".into()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let err = auth(|a| a.identity_token = "refresh".into()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            auth(|_| {}).unwrap(),
+            RegistryCredentials::Anonymous,
+            "an empty AuthConfig"
+        );
+    }
 
     #[test]
     fn disk_usage_counts_files_and_folders() {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use k8s_cri::v1 as cri;
 use podway_runtime::stats::{self, CgroupStats};
@@ -14,10 +15,14 @@ use crate::convert;
 /// removed containers would otherwise stay forever).
 const MAX_SAMPLES: usize = 4096;
 
+/// How long a writable layer's measured usage is reported before it is measured again (as
+/// containerd, whose snapshot usage is refreshed every 10 s).
+const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
+
 /// Reads stats; remembers the last CPU sample of each container and sandbox so that
 /// `usage_nano_cores` is the rate since the previous call (as containerd computes it).
 pub(crate) struct StatsReader {
-    data_dir: PathBuf,
+    layers: stats::LayerUsageCache,
     last_cpu: Mutex<HashMap<String, (i64, u64)>>,
 }
 
@@ -25,7 +30,7 @@ impl StatsReader {
     /// A reader for the containers kept under the runtime's `data_dir`.
     pub(crate) fn new(data_dir: PathBuf) -> StatsReader {
         StatsReader {
-            data_dir,
+            layers: stats::LayerUsageCache::new(data_dir, LAYER_USAGE_TTL),
             last_cpu: Mutex::new(HashMap::new()),
         }
     }
@@ -90,7 +95,7 @@ impl StatsReader {
         cgroup: &CgroupStats,
         now: i64,
     ) -> cri::ContainerStats {
-        let writable_layer = match stats::writable_layer(&self.data_dir, &info.id) {
+        let writable_layer = match self.layers.get(&info.id) {
             Ok(usage) => Some(cri::FilesystemUsage {
                 timestamp: now,
                 fs_id: Some(cri::FilesystemIdentifier {

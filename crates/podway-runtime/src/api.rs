@@ -20,6 +20,9 @@ pub enum Error {
     /// The request is malformed (empty command, bad port, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A registry refused the credentials given (or asked for some and got none).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     /// The object is in the wrong state (exec into a stopped container, remove an image in use).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
@@ -335,6 +338,16 @@ impl Runtime {
         options: &crate::pull::PullOptions,
     ) -> Result<crate::images::Image> {
         crate::pull::pull(&self.inner.images, reference, options).await
+    }
+    /// [`Runtime::pull_image`] with credentials for the image's registry.
+    pub async fn pull_image_with_credentials(
+        &self,
+        reference: &str,
+        options: &crate::pull::PullOptions,
+        credentials: &crate::pull::RegistryCredentials,
+    ) -> Result<crate::images::Image> {
+        crate::pull::pull_with_credentials(&self.inner.images, reference, options, credentials)
+            .await
     }
     /// Starts a sandbox: its namespaces, held by a `podway pause` process; loopback up, hostname set.
     pub async fn run_sandbox(&self, spec: SandboxSpec) -> Result<SandboxInfo> {

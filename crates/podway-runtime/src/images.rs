@@ -46,7 +46,16 @@ pub struct ImageStore {
     root: PathBuf,
     snapshots: PathBuf,
     containers: PathBuf,
+    /// The last [`ImageStore::list`], with the identity of the `index.json` it was read from.
+    listed: std::sync::Arc<std::sync::Mutex<Option<Listed>>>,
 }
+
+/// What tells one `index.json` from another: it is only ever replaced by a rename, so a new
+/// version is a new inode (mtime and size are checked as well); `None` = no index yet.
+type IndexStamp = Option<(u64, u64, i64, i64, u64)>;
+
+/// A remembered listing and the index it came from.
+type Listed = (IndexStamp, Vec<Image>);
 
 /// The process defaults of an image config (`config` of the OCI image configuration).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -162,6 +171,7 @@ pub fn open_store(data_dir: &Path) -> Result<ImageStore> {
         root: data_dir.join("images"),
         snapshots: data_dir.join("snapshots"),
         containers: data_dir.join("containers"),
+        listed: Default::default(),
     };
     create_dir_all(&store.root.join("blobs").join("sha256"))?;
     create_dir_all(&store.snapshots)?;
@@ -183,8 +193,32 @@ pub(crate) fn digest_hex(digest: &str) -> Result<&str> {
 }
 
 impl ImageStore {
-    /// Every image.
+    /// Every image. The answer is kept until `index.json` changes (blobs never change), so
+    /// repeated calls cost one `stat`; changes by other processes (an import) are seen too.
     pub fn list(&self) -> Result<Vec<Image>> {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = self.root.join("index.json");
+        let stamp: IndexStamp = match std::fs::metadata(&path) {
+            Ok(m) => Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_ctx(format!("reading {}", path.display()))(e)),
+        };
+        let cache = || {
+            self.listed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((seen, images)) = cache().as_ref()
+            && *seen == stamp
+        {
+            return Ok(images.clone());
+        }
+        let images = self.list_uncached()?;
+        *cache() = Some((stamp, images.clone()));
+        Ok(images)
+    }
+
+    fn list_uncached(&self) -> Result<Vec<Image>> {
         let index = self.read_index()?;
         let mut by_id: BTreeMap<String, Image> = BTreeMap::new();
         for (name, manifest) in &index.names {

@@ -87,6 +87,66 @@ impl std::fmt::Debug for PullOptions {
     }
 }
 
+/// How to authenticate to a registry.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum RegistryCredentials {
+    /// No credentials (a registry that asks for them refuses the pull).
+    #[default]
+    Anonymous,
+    /// A user name and password: HTTP Basic, or exchanged for a token where the registry
+    /// points at a token service.
+    Basic {
+        /// The user.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// A bearer token the registry accepts as it is.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryCredentials::Anonymous => f.write_str("Anonymous"),
+            RegistryCredentials::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            RegistryCredentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+impl RegistryCredentials {
+    fn registry_auth(&self) -> RegistryAuth {
+        match self {
+            RegistryCredentials::Anonymous => RegistryAuth::Anonymous,
+            RegistryCredentials::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            RegistryCredentials::Bearer(token) => RegistryAuth::Bearer(token.clone()),
+        }
+    }
+}
+
+/// The registry (`HOST:PORT`) of `reference` when it is on a loopback address (`localhost`,
+/// `127.0.0.0/8`, `[::1]`), which docker and containerd speak to over plain HTTP by default.
+pub fn loopback_registry(reference: &str) -> Option<String> {
+    let parsed = Reference::parse(reference).ok()?;
+    let registry = parsed.repository.split_once('/')?.0;
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.0,
+        None => registry.rsplit_once(':').map_or(registry, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback.then(|| registry.to_string())
+}
+
 const MANIFEST_TYPES: [&str; 4] = [
     OCI_IMAGE_INDEX_MEDIA_TYPE,
     IMAGE_MANIFEST_LIST_MEDIA_TYPE,
@@ -97,6 +157,18 @@ const MANIFEST_TYPES: [&str; 4] = [
 /// Pulls `reference` (`busybox:1.35`, `127.0.0.1:5000/app:v1`, `repo@sha256:…`) into `store`;
 /// returns the stored image. An image pulled by digest only is named `REPO:sha256-<12 hex>`.
 pub async fn pull(store: &ImageStore, reference: &str, options: &PullOptions) -> Result<Image> {
+    pull_with_credentials(store, reference, options, &RegistryCredentials::Anonymous).await
+}
+
+/// [`pull`] with `credentials` for the image's registry (sent to that registry and its token
+/// service only). A registry that refuses them answers [`Error::Unauthenticated`].
+pub async fn pull_with_credentials(
+    store: &ImageStore,
+    reference: &str,
+    options: &PullOptions,
+    credentials: &RegistryCredentials,
+) -> Result<Image> {
+    let auth = credentials.registry_auth();
     let parsed = Reference::parse(reference)?;
     let (registry, repository) = parsed
         .repository
@@ -126,12 +198,13 @@ pub async fn pull(store: &ImageStore, reference: &str, options: &PullOptions) ->
         registry_error(&format!("{what} of {reference}"), e)
     };
     let (mut bytes, mut digest) =
-        fetch_manifest(&client, &remote, &parsed.digest, &remote_err).await?;
+        fetch_manifest(&client, &remote, &auth, &parsed.digest, &remote_err).await?;
     let mut manifest: Manifest = parse_manifest(&bytes, &digest)?;
     if manifest.config.is_none() && !manifest.manifests.is_empty() {
         let chosen = platform_entry(&manifest, &digest)?;
         let by_digest = remote.clone_with_digest(chosen.clone());
-        (bytes, digest) = fetch_manifest(&client, &by_digest, &Some(chosen), &remote_err).await?;
+        (bytes, digest) =
+            fetch_manifest(&client, &by_digest, &auth, &Some(chosen), &remote_err).await?;
         manifest = parse_manifest(&bytes, &digest)?;
     }
     let config = manifest
@@ -198,11 +271,17 @@ pub async fn pull(store: &ImageStore, reference: &str, options: &PullOptions) ->
 async fn fetch_manifest(
     client: &oci_client::Client,
     remote: &oci_client::Reference,
+    auth: &RegistryAuth,
     wanted: &Option<String>,
     remote_err: &impl Fn(&str, oci_client::errors::OciDistributionError) -> Error,
 ) -> Result<(Vec<u8>, String)> {
+    // The token (or the Basic credentials) is kept by the client for the blob requests.
+    client
+        .auth(remote, auth, oci_client::RegistryOperation::Pull)
+        .await
+        .map_err(|e| remote_err("the credentials", e))?;
     let (bytes, _) = client
-        .pull_manifest_raw(remote, &RegistryAuth::Anonymous, &MANIFEST_TYPES)
+        .pull_manifest_raw(remote, auth, &MANIFEST_TYPES)
         .await
         .map_err(|e| remote_err("the manifest", e))?;
     let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
@@ -226,6 +305,20 @@ fn registry_error(what: &str, e: oci_client::errors::OciDistributionError) -> Er
     use oci_client::errors::OciDistributionError as E;
     match &e {
         E::ImageManifestNotFoundError(_) => Error::NotFound(format!("{what}: {e}")),
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
+            Error::Unauthenticated(format!("{what}: {e}"))
+        }
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                matches!(
+                    x.code,
+                    oci_client::errors::OciErrorCode::Unauthorized
+                        | oci_client::errors::OciErrorCode::Denied
+                )
+            }) =>
+        {
+            Error::Unauthenticated(format!("{what}: {e}"))
+        }
         E::RegistryError { envelope, .. }
             if envelope.errors.iter().any(|x| {
                 matches!(
@@ -323,4 +416,34 @@ async fn fetch_blob(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_plain_http() {
+        let r = |s: &str| loopback_registry(s);
+        assert_eq!(
+            r("127.0.0.1:5000/app:v1").as_deref(),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(r("localhost:5000/a/b").as_deref(), Some("localhost:5000"));
+        assert_eq!(r("[::1]:5000/app").as_deref(), Some("[::1]:5000"));
+        assert_eq!(r("127.1.2.3/app").as_deref(), Some("127.1.2.3"));
+        assert_eq!(r("busybox:1.35"), None);
+        assert_eq!(r("10.0.0.1:5000/app"), None);
+        assert_eq!(r("registry.example:5000/app"), None);
+    }
+
+    #[test]
+    fn credentials_are_redacted_in_logs() {
+        let basic = RegistryCredentials::Basic {
+            username: "u".into(),
+            password: "secret".into(),
+        };
+        assert!(!format!("{basic:?}").contains("secret"));
+        assert!(!format!("{:?}", RegistryCredentials::Bearer("tok".into())).contains("tok"));
+    }
 }

@@ -362,10 +362,7 @@ mod tests {
         assert_eq!(set.len(), DEFAULT_CAPS.len() - 1);
         let only = caps(&["KILL"], &["ALL"]).unwrap_or_default();
         assert_eq!(only, [Capability::Kill].into_iter().collect());
-        assert_eq!(
-            caps(&["ALL"], &[]).unwrap_or_default().len(),
-            ALL_CAPS.len()
-        );
+        assert_eq!(caps(&["ALL"], &[]).unwrap_or_default(), all_capabilities());
         let bad = caps(&["NET_FLY"], &[]);
         assert!(matches!(bad, Err(Error::InvalidArgument(m)) if m.contains("NET_FLY")));
     }
@@ -377,7 +374,8 @@ mod tests {
             drop_capabilities: vec!["ALL".into()],
             ..Default::default()
         };
-        assert_eq!(capabilities(&sec).unwrap_or_default().len(), ALL_CAPS.len());
+        assert_eq!(capabilities(&sec).unwrap_or_default(), all_capabilities());
+        assert!(all_capabilities().contains(&Capability::SysAdmin));
         assert_eq!(masked_and_readonly_paths(&sec), (vec![], vec![]));
         let (masked, readonly) = masked_and_readonly_paths(&SecuritySpec::default());
         assert!(masked.contains(&"/proc/kcore".to_string()));

@@ -4,9 +4,11 @@
 //!
 //! Every figure is optional: a container that is not running has no cgroup, and a kernel
 //! without a controller lacks its files; callers report what is there.
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::util::io_ctx;
@@ -102,6 +104,53 @@ pub fn writable_layer(data_dir: &Path, id: &str) -> Result<LayerUsage> {
         used_bytes,
         inodes_used,
     })
+}
+
+/// Writable-layer usage with a time to live: walking every container's upper dir on each stats
+/// call is what made `ListContainerStats` slow, and disk use moves slowly (containerd refreshes
+/// its snapshot usage every 10 s as well).
+pub struct LayerUsageCache {
+    data_dir: PathBuf,
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, LayerUsage)>>,
+}
+
+impl LayerUsageCache {
+    /// Most entries kept; past this, expired ones are dropped (removed containers' among them).
+    const MAX_ENTRIES: usize = 4096;
+
+    /// A cache of the layers under the runtime's `data_dir`, each figure kept for `ttl`.
+    pub fn new(data_dir: PathBuf, ttl: Duration) -> LayerUsageCache {
+        LayerUsageCache {
+            data_dir,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Container `id`'s writable-layer usage, measured at most `ttl` ago. Blocking.
+    pub fn get(&self, id: &str) -> Result<LayerUsage> {
+        let now = Instant::now();
+        if let Some((at, usage)) = self.lock().get(id)
+            && now.duration_since(*at) < self.ttl
+        {
+            return Ok(usage.clone());
+        }
+        // Measured without the lock: other containers' figures stay readable meanwhile.
+        let usage = writable_layer(&self.data_dir, id)?;
+        let mut entries = self.lock();
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+        }
+        entries.insert(id.to_string(), (now, usage.clone()));
+        Ok(usage)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, LayerUsage)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The interfaces of process `pid`'s network namespace (loopback excluded).
@@ -256,5 +305,20 @@ mod tests {
         assert_eq!(usage.inodes_used, 2, "folder d and the file (linked twice)");
         assert!(usage.used_bytes >= 100_000, "{usage:?}");
         assert!(writable_layer(data.path(), "nope").is_err());
+    }
+
+    #[test]
+    fn layer_usage_is_cached_for_its_ttl() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let upper = tmp.path().join("containers/c1/upper");
+        std::fs::create_dir_all(&upper).unwrap_or_else(|e| panic!("{e}"));
+        let cache = LayerUsageCache::new(tmp.path().to_path_buf(), Duration::from_secs(3600));
+        let first = cache.get("c1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.inodes_used, 0);
+        std::fs::write(upper.join("f"), [1u8; 8192]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cache.get("c1").ok(), Some(first), "within the ttl");
+        let fresh = LayerUsageCache::new(tmp.path().to_path_buf(), Duration::ZERO);
+        assert_eq!(fresh.get("c1").map(|u| u.inodes_used).ok(), Some(1));
+        assert!(cache.get("missing").is_err());
     }
 }

@@ -57,7 +57,7 @@ fn oci_runtime() -> PathBuf {
 }
 
 /// The demo image archive, built once per test process with `scripts/demo-image.sh`.
-fn demo_archive() -> &'static Path {
+pub fn demo_archive() -> &'static Path {
     static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &ARCHIVE
         .get_or_init(|| {
