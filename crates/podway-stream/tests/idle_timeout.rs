@@ -49,13 +49,19 @@ async fn tcp(api: &FakeApi) -> TcpStream {
 }
 
 async fn websocket(api: &FakeApi, path: &str) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    websocket_with(api, path, "v5.channel.k8s.io").await
+}
+
+async fn websocket_with(
+    api: &FakeApi,
+    path: &str,
+    protocol: &str,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
     let mut req = format!("ws://127.0.0.1:{}{path}", api.port)
         .into_client_request()
         .expect("request");
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "v5.channel.k8s.io".parse().expect("header"),
-    );
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
     let (ws, _) = tokio_tungstenite::client_async(req, tcp(api).await)
         .await
         .expect("handshake");
@@ -365,4 +371,82 @@ async fn kubectl_idle_websocket_exec_is_closed_as_a_failure() {
             run.stderr
         );
     }
+}
+
+/// The SPDY-over-WebSocket port-forward tunnel: WebSocket pings at the interval while the SPDY
+/// session inside is silent, and the SPDY idle timeout ends the tunnel with a normal close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tunnel_is_pinged_then_closed() {
+    short_timeouts();
+    let api = FakeApi::start().await;
+    let mut ws = websocket_with(
+        &api,
+        "/api/v1/namespaces/default/pods/p/portforward",
+        "SPDY/3.1+portforward.k8s.io",
+    )
+    .await;
+    let start = Instant::now();
+    let mut pings = Vec::new();
+    let close = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the server closes the idle tunnel")
+            .expect("connection open")
+            .expect("message");
+        match msg {
+            Message::Ping(_) => pings.push(start.elapsed()),
+            Message::Close(frame) => break frame,
+            _ => {} // the SPDY GOAWAY
+        }
+    };
+    let closed_after = start.elapsed();
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Normal));
+    assert!(
+        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 2,
+        "closed after {closed_after:?}"
+    );
+    assert!(pings.len() >= 2, "pings: {pings:?}");
+}
+
+/// kubectl 1.32 port-forward through the tunnel keeps working across the server's pings: two
+/// round trips on one connection, 1.2 s (two ping intervals) apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_port_forward_tunnel_works_with_pings_on() {
+    short_timeouts();
+    let api = FakeApi::start().await;
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let remote = echo.local_addr().expect("addr").port();
+    let echo_task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let (mut kubectl, local) = api.kubectl_port_forward(32, remote).await;
+    let mut tcp = TcpStream::connect(("127.0.0.1", local))
+        .await
+        .expect("connect to kubectl");
+    for word in [&b"before"[..], b"after"] {
+        tcp.write_all(word).await.expect("write");
+        let mut back = vec![0u8; word.len()];
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut back))
+            .await
+            .expect("echo in time")
+            .expect("echo");
+        assert_eq!(back, word);
+        tokio::time::sleep(PING * 2 + Duration::from_millis(200)).await;
+    }
+    let records = api.records();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.contains("portforward websocket SPDY/3.1+portforward.k8s.io")),
+        "{records:?}"
+    );
+    let _ = kubectl.kill().await;
+    echo_task.abort();
 }

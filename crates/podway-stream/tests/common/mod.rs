@@ -116,6 +116,43 @@ impl FakeApi {
         cmd
     }
 
+    /// Starts `kubectl port-forward p :remote` (version `minor`, its default transport) and
+    /// returns it with the local port it printed; its output is drained in the background.
+    pub async fn kubectl_port_forward(
+        &self,
+        minor: u32,
+        remote: u16,
+    ) -> (tokio::process::Child, u16) {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = self
+            .kubectl(minor)
+            .args(["port-forward", "p", &format!(":{remote}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kubectl");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let local = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read kubectl output")
+                .expect("kubectl exited early");
+            // "Forwarding from 127.0.0.1:41234 -> 8080"
+            if let Some(port) = line
+                .strip_prefix("Forwarding from 127.0.0.1:")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|p| p.parse().ok())
+            {
+                break port;
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        (child, local)
+    }
+
     pub fn records(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
