@@ -4,6 +4,7 @@
 #   busybox-static  the demo image's only binary
 #   umoci           builds the demo image offline
 #   docker-registry, skopeo  the loopback registry and the pusher of the image pull tests
+#   apache2-utils   htpasswd (bcrypt) for the registry of the pull-with-credentials test
 #   protobuf-compiler  protoc, needed to build the CRI bindings
 #   iproute2, curl, tmux  used by the tests
 #   python3-grpcio, python3-grpc-tools, python3-protobuf  the Python CRI client of the interop test
@@ -15,7 +16,7 @@ need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for pkg in runc busybox-static umoci protobuf-compiler iproute2 curl tmux \
   python3-grpcio python3-grpc-tools python3-protobuf python3-kubernetes docker-registry skopeo \
-  util-linux containerd containernetworking-plugins; do
+  util-linux containerd containernetworking-plugins apache2-utils; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
