@@ -60,8 +60,17 @@ const QUEUE: usize = 16;
 /// its reader before it registers its streams, and drops a message for a stream it does not know
 /// yet ("Unknown stream id 1, discarding message"). The kubelet gets away with that because a
 /// process takes tens of milliseconds to start; a faster one (or a busy client) lost its first
-/// output. Output that is ready later is not delayed at all.
+/// output. Output that is ready later is not delayed at all, nor is output after the client's
+/// first message (stdin or a terminal size): client-go sends only once its streams exist.
 const CLIENT_SETUP_GRACE: Duration = Duration::from_millis(25);
+
+/// Waits until the client has surely registered its streams: its first message, or the grace.
+async fn client_ready(deadline: Instant, client_spoke: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline) => {}
+        _ = client_spoke.cancelled() => {}
+    }
+}
 
 /// Handshake, 101, and the session on a spawned task.
 pub(super) fn serve<F, Fut>(
@@ -120,7 +129,8 @@ where
         ERROR
     };
     sink.send(ws::encode(proto.encoding, first, b"")).await?;
-    let client_ready = Instant::now() + CLIENT_SETUP_GRACE;
+    let grace_end = Instant::now() + CLIENT_SETUP_GRACE;
+    let client_spoke = CancellationToken::new();
 
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(QUEUE);
     let writer = |channel| -> BoxedWriter { Box::new(ChannelWriter::new(out_tx.clone(), channel)) };
@@ -153,6 +163,7 @@ where
         resize_tx,
         closed.clone(),
         activity.clone(),
+        client_spoke.clone(),
     ));
     let handler = tokio::spawn(handler(ServerStreams {
         stdin,
@@ -170,7 +181,7 @@ where
             item = out_rx.recv() => match item {
                 Some((channel, data)) => {
                     if std::mem::take(&mut first_output) {
-                        tokio::time::sleep_until(client_ready).await;
+                        client_ready(grace_end, &client_spoke).await;
                     }
                     activity.touch();
                     ws::encode(proto.encoding, channel, &data)
@@ -216,7 +227,7 @@ where
             status_text(&outcome, &command)
         };
         if let Some(status) = status {
-            tokio::time::sleep_until(client_ready).await;
+            client_ready(grace_end, &client_spoke).await;
             sink.send(ws::encode(proto.encoding, ERROR, &status))
                 .await?;
         }
@@ -246,6 +257,7 @@ async fn read_loop(
     resize: Option<mpsc::Sender<TerminalSize>>,
     closed: CancellationToken,
     activity: Activity,
+    client_spoke: CancellationToken,
 ) {
     let _cancel_on_end = closed.drop_guard();
     let mut decoder = ResizeDecoder::default();
@@ -254,6 +266,7 @@ async fn read_loop(
             Ok(Message::Close(_)) => break,
             Ok(m @ (Message::Binary(_) | Message::Text(_))) => {
                 activity.touch();
+                client_spoke.cancel();
                 m
             }
             Ok(m) => m,
