@@ -244,23 +244,7 @@ async fn pod_lifecycle_exec_sync_and_exec_url() {
     assert_eq!(containers.len(), 1);
     assert_eq!(containers[0].id, container);
 
-    let container_status = |c: &mut common::Clients| {
-        let mut c = c.clone();
-        let id = container.clone();
-        async move {
-            c.runtime
-                .container_status(cri::ContainerStatusRequest {
-                    container_id: id,
-                    verbose: false,
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .status
-                .unwrap()
-        }
-    };
-    let running = container_status(&mut c).await;
+    let running = c.container_status(&container).await;
     assert_eq!(running.state, cri::ContainerState::ContainerRunning as i32);
     assert!(running.started_at >= running.created_at && running.created_at > 0);
     assert_eq!(running.image.unwrap().image, IMAGE);
@@ -382,7 +366,7 @@ async fn pod_lifecycle_exec_sync_and_exec_url() {
         })
         .await
         .unwrap();
-    let exited = container_status(&mut c).await;
+    let exited = c.container_status(&container).await;
     assert_eq!(exited.state, cri::ContainerState::ContainerExited as i32);
     assert!(exited.finished_at >= exited.started_at);
     assert_ne!(exited.exit_code, 0, "killed by a signal");
@@ -584,18 +568,7 @@ async fn reopen_container_log_answers() {
     let logs = daemon.dir.path().join("logs");
     let script = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done";
     let (_, container) = run_pod(&mut c, "reopen", &logs, &["sh", "-c", script]).await;
-    let log_path = c
-        .runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: container.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .log_path;
+    let log_path = c.container_status(&container).await.log_path;
     // Rotation as the kubelet does it: rename, then ask for a reopen; new lines land in a new
     // file at the old path, the renamed one keeps what it had.
     eventually("the first log lines", || {

@@ -134,17 +134,7 @@ async fn security_context_user_groups_rootfs_and_capabilities() {
             .any(|l| l.replace(' ', "") == "NoNewPrivs:\t1"),
         "{status}"
     );
-    let info = c
-        .runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: user.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let info = c.container_status(&user).await;
     assert_eq!(info.state, cri::ContainerState::ContainerRunning as i32);
 
     // A user named in the image's /etc/passwd.
@@ -288,16 +278,8 @@ async fn resources_reach_the_cgroup_and_update_changes_them() {
         let mut c = c.clone();
         let id = id.clone();
         async move {
-            c.runtime
-                .container_status(cri::ContainerStatusRequest {
-                    container_id: id,
-                    verbose: false,
-                })
+            c.container_status(&id)
                 .await
-                .unwrap()
-                .into_inner()
-                .status
-                .unwrap()
                 .resources
                 .unwrap()
                 .linux

@@ -163,18 +163,7 @@ async fn attach_reaches_the_main_process_and_its_log() {
     })
     .await;
     // The container outlives the attach session.
-    let state = c
-        .runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: container,
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .state;
+    let state = c.container_status(&container).await.state;
     assert_eq!(state, cri::ContainerState::ContainerRunning as i32);
     daemon.stop().await.unwrap();
 }

@@ -83,6 +83,22 @@ pub struct Clients {
     pub images: ImageServiceClient<Channel>,
 }
 
+impl Clients {
+    /// ContainerStatus of container `id` (the test fails if the runtime refuses).
+    pub async fn container_status(&mut self, id: &str) -> cri::ContainerStatus {
+        self.runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .expect("ContainerStatus")
+            .into_inner()
+            .status
+            .expect("a status")
+    }
+}
+
 /// Connects to the CRI socket at `path`.
 pub async fn connect(path: &Path) -> Clients {
     let path = path.to_path_buf();
