@@ -3,93 +3,20 @@
 //! skopeo, htpasswd (apache2-utils), umoci and busybox-static.
 mod common;
 
-use std::process::{Child, Command};
-use std::time::Duration;
+#[path = "../../podway-runtime/tests/common/registry.rs"]
+mod registry;
 
 use common::{Daemon, demo_archive};
 use k8s_cri::v1 as cri;
+use registry::Registry;
 
 const USER: &str = "puller";
 const PASSWORD: &str = "s3cret:with:colons";
 
-/// A `docker-registry` on 127.0.0.1:<free port> that wants `USER`/`PASSWORD`; killed on drop.
-struct Registry {
-    child: Child,
-    addr: String,
-    _tmp: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let tmp = tempfile::tempdir().unwrap();
-        let htpasswd = Command::new("htpasswd")
-            .args(["-nbB", USER, PASSWORD])
-            .output()
-            .unwrap_or_else(|e| panic!("htpasswd (apt-get install apache2-utils): {e}"));
-        assert!(htpasswd.status.success());
-        let htpasswd_file = tmp.path().join("htpasswd");
-        std::fs::write(&htpasswd_file, &htpasswd.stdout).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = tmp.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: podway-test\n    path: {}\n",
-                tmp.path().join("storage").display(),
-                htpasswd_file.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("docker-registry (apt-get install docker-registry): {e}"));
-        let registry = Registry {
-            child,
-            addr,
-            _tmp: tmp,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&registry.addr).is_ok() {
-                return registry;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("docker-registry did not listen on {}", registry.addr);
-    }
-
-    /// Pushes the demo image as `NAME` with the registry's credentials.
-    fn push(&self, name: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
-            .arg(format!("{USER}:{PASSWORD}"))
-            .arg(format!("oci-archive:{}", demo_archive().display()))
-            .arg(format!("docker://{}/{name}", self.addr))
-            .output()
-            .unwrap_or_else(|e| panic!("skopeo: {e}"));
-        assert!(
-            out.status.success(),
-            "skopeo copy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Pushes the demo image to `registry` as `NAME`.
+fn push_demo(registry: &Registry, name: &str) {
+    let source = format!("oci-archive:{}", demo_archive().display());
+    registry.push(&source, name, &[]);
 }
 
 fn request(image: &str, auth: Option<cri::AuthConfig>) -> cri::PullImageRequest {
@@ -105,9 +32,9 @@ fn request(image: &str, auth: Option<cri::AuthConfig>) -> cri::PullImageRequest 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_image_with_credentials_from_an_htpasswd_registry() {
-    let registry = Registry::start();
-    registry.push("private/app:v1");
-    registry.push("private/app:v2");
+    let registry = Registry::with_credentials(USER, PASSWORD);
+    push_demo(&registry, "private/app:v1");
+    push_demo(&registry, "private/app:v2");
     let daemon = Daemon::start().await;
     let mut c = daemon.clients.clone();
     let v1 = format!("{}/private/app:v1", registry.addr);

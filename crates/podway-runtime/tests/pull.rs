@@ -3,89 +3,22 @@
 //! scripts/demo-image.sh). Needs root, docker-registry, skopeo, umoci, busybox-static.
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+#[path = "common/registry.rs"]
+mod registry;
 
 use podway_runtime::Error;
 use podway_runtime::pull::{PullEvent, PullOptions};
+use registry::Registry;
 use sha2::Digest as _;
 
-/// A `docker-registry` on 127.0.0.1:<free port> over a temp dir; killed on drop.
-struct Registry {
-    child: Child,
-    addr: String,
-    _tmp: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let tmp = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = tmp.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                tmp.path().join("storage").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("docker-registry (apt-get install docker-registry): {e}"));
-        let registry = Registry {
-            child,
-            addr,
-            _tmp: tmp,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&registry.addr).is_ok() {
-                return registry;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("docker-registry did not listen on {}", registry.addr);
-    }
-
-    /// `skopeo copy [extra] SOURCE docker://ADDR/NAME`.
-    fn push(&self, source: &str, name: &str, extra: &[&str]) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--dest-tls-verify=false"])
-            .args(extra)
-            .arg(source)
-            .arg(format!("docker://{}/{name}", self.addr))
-            .output()
-            .unwrap_or_else(|e| panic!("skopeo: {e}"));
-        assert!(
-            out.status.success(),
-            "skopeo copy {source}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn options(&self) -> PullOptions {
-        PullOptions {
-            insecure_registries: vec![self.addr.clone()],
-            ..PullOptions::default()
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Pull options that reach `registry` over plain HTTP.
+fn pull_options(registry: &Registry) -> PullOptions {
+    PullOptions {
+        insecure_registries: vec![registry.addr.clone()],
+        ..PullOptions::default()
     }
 }
 
@@ -213,7 +146,7 @@ async fn pulls_gzip_zstd_and_multi_arch_images_from_a_registry() {
     let data = work.path().join("data");
     let store = podway_runtime::images::open_store(&data).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
-    let mut options = registry.options();
+    let mut options = pull_options(&registry);
     options.progress = Some({
         let events = Arc::clone(&events);
         Arc::new(move |e: &PullEvent| events.lock().unwrap().push(e.clone()))
@@ -262,7 +195,7 @@ async fn pulls_gzip_zstd_and_multi_arch_images_from_a_registry() {
     let image = podway_runtime::pull::pull(
         &store,
         &format!("{}/busybox:zstd", registry.addr),
-        &registry.options(),
+        &pull_options(&registry),
     )
     .await
     .unwrap_or_else(|e| panic!("pull zstd: {e}"));
@@ -278,7 +211,7 @@ async fn pulls_gzip_zstd_and_multi_arch_images_from_a_registry() {
     let image = podway_runtime::pull::pull(
         &store,
         &format!("{}/busybox:multi", registry.addr),
-        &registry.options(),
+        &pull_options(&registry),
     )
     .await
     .unwrap_or_else(|e| panic!("pull multi: {e}"));
@@ -288,7 +221,7 @@ async fn pulls_gzip_zstd_and_multi_arch_images_from_a_registry() {
     let err = podway_runtime::pull::pull(
         &store,
         &format!("{}/busybox:nope", registry.addr),
-        &registry.options(),
+        &pull_options(&registry),
     )
     .await
     .err();
