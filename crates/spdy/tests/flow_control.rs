@@ -272,3 +272,60 @@ async fn window_updates_in_both_directions_never_stall_the_session() {
     assert!(got == sent, "echoed bytes differ");
     echo.await.unwrap();
 }
+
+/// SPDY/3.1 session window: once the peer sends WINDOW_UPDATE on stream 0, the DATA of all
+/// streams together stays within it, however large the stream windows are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_window_binds_a_peer_that_sends_session_updates() {
+    const SESSION: usize = 64 * 1024 + 1;
+    let (mut peer, client, _incoming) = raw_server_to_client(Config::default()).await;
+    let app = tokio::spawn(async move {
+        let mut stream = client
+            .open(headers(&[("streamtype", "data")]))
+            .await
+            .unwrap();
+        stream.write_all(&pattern(200 * 1024, 11)).await.unwrap();
+        stream.shutdown().await.unwrap();
+        (stream, client)
+    });
+    let Some(Frame::SynStream(syn)) = peer.recv_skip_settings().await else {
+        panic!("expected SYN_STREAM");
+    };
+    peer.send(window_settings(16 * 1024 * 1024)).await;
+    // Session credit of 1 byte: the session window is now 64 KiB + 1 and binds.
+    peer.send(Frame::WindowUpdate(WindowUpdate {
+        stream_id: 0,
+        delta: 1,
+    }))
+    .await;
+    peer.send(Frame::SynReply(SynReply::new(
+        syn.stream_id,
+        Default::default(),
+    )))
+    .await;
+    let mut received = 0usize;
+    while let Some(frame) = peer.recv_within(Duration::from_millis(300)).await {
+        if let Frame::Data(d) = frame {
+            received += d.payload.len();
+        }
+    }
+    assert!(
+        received <= SESSION,
+        "{received} bytes on a {SESSION}-byte session window"
+    );
+    assert_eq!(received, SESSION, "the session window was not used up");
+    peer.send(Frame::WindowUpdate(WindowUpdate {
+        stream_id: 0,
+        delta: 1 << 20,
+    }))
+    .await;
+    let mut fin = false;
+    while !fin {
+        if let Frame::Data(d) = peer.recv().await.expect("connection ended early") {
+            received += d.payload.len();
+            fin = d.fin;
+        }
+    }
+    assert_eq!(received, 200 * 1024);
+    app.await.unwrap();
+}
