@@ -1,7 +1,7 @@
 //! Port-forward benchmark over loopback, printing a table (run through `bench/portforward.sh`):
 //! one connection through the podway-stream SPDY client and server halves versus plain loopback
 //! TCP (the floor) in the same run; 100 concurrent connections (aggregate and per-connection
-//! min/max); RSS per idle connection with 1,000 open. Client, server and target share this
+//! min/max); RSS per idle connection with 1,000 open and per idle session with 200 open. Client, server and target share this
 //! process, so the memory figure covers both halves and the target's socket.
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -253,4 +253,22 @@ async fn main() {
     );
     drop(conns);
     pf.close().await;
+
+    // Idle sessions: each an upgraded connection with its client and server SPDY halves.
+    const SESSIONS: usize = 200;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib();
+    let mut sessions = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        sessions.push(session(server).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss_kib();
+    println!(
+        "| RSS per idle SPDY port-forward session (N={SESSIONS}, client + server halves, both sockets) | {:.1} KiB |",
+        after.saturating_sub(before) as f64 / SESSIONS as f64
+    );
+    for s in &sessions {
+        s.close().await;
+    }
 }
