@@ -111,6 +111,8 @@ impl Kubelets {
             .await
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
+        // Proxied streams carry small frames: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
         let server_name =
             ServerName::try_from(ep.host.clone()).map_err(|e| unreachable(e.to_string()))?;
         self.connector

@@ -119,6 +119,9 @@ impl ApiServer {
                 _ = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        // Streams relay small frames (window updates, keystrokes): no Nagle
+                        // delay, as Go's sockets have none.
+                        let _ = tcp.set_nodelay(true);
                         let state = self.state.clone();
                         let acceptor = self.acceptor.clone();
                         tasks.spawn(serve_connection(state, acceptor, tcp, peer));

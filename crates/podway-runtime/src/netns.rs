@@ -42,11 +42,14 @@ pub(crate) fn connect_in(netns: &Path, port: u16) -> std::io::Result<TcpStream> 
             let ns = std::fs::File::open(&netns)?;
             setns(&ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
             let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            match TcpStream::connect(v4) {
-                Ok(s) => Ok(s),
+            let stream = match TcpStream::connect(v4) {
+                Ok(s) => s,
                 Err(e4) => TcpStream::connect(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
-                    .map_err(|_| e4),
-            }
+                    .map_err(|_| e4)?,
+            };
+            // Forwarded bytes go out as they come, as the kubelet's Go sockets do (no Nagle).
+            stream.set_nodelay(true)?;
+            Ok(stream)
         })?;
     thread
         .join()

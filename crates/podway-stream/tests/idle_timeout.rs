@@ -408,6 +408,52 @@ async fn idle_tunnel_is_pinged_then_closed() {
     assert!(pings.len() >= 2, "pings: {pings:?}");
 }
 
+/// The legacy WebSocket port-forward (ports in the query) pings, and closes as abandoned (1001)
+/// once nothing has crossed it for the idle timeout, even with its pod connection still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_legacy_port_forward_is_pinged_then_closed() {
+    short_timeouts();
+    let api = FakeApi::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("target listener");
+    let port = listener.local_addr().expect("target address").port();
+    // The pod side: accepts and keeps its connection open, silent.
+    let target = tokio::spawn(async move {
+        let (conn, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(conn);
+    });
+    let mut ws = websocket_with(
+        &api,
+        &format!("/api/v1/namespaces/default/pods/p/portforward?ports={port}"),
+        "v4.channel.k8s.io",
+    )
+    .await;
+    let start = Instant::now();
+    let mut pings = Vec::new();
+    let close = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the server closes the idle port-forward")
+            .expect("connection open")
+            .expect("message");
+        match msg {
+            Message::Ping(_) => pings.push(start.elapsed()),
+            Message::Close(frame) => break frame,
+            _ => {} // the two port announcements
+        }
+    };
+    let closed_after = start.elapsed();
+    target.abort();
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    assert!(
+        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 2,
+        "closed after {closed_after:?}"
+    );
+    assert!(pings.len() >= 2, "pings: {pings:?}");
+}
+
 /// kubectl 1.32 port-forward through the tunnel keeps working across the server's pings: two
 /// round trips on one connection, 1.2 s (two ping intervals) apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

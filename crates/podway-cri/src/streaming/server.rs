@@ -68,7 +68,12 @@ impl StreamServer {
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
+                    Ok(conn) => {
+                        // Streams carry small frames (window updates, keystrokes): no Nagle
+                        // delay, as Go's sockets have none.
+                        let _ = conn.0.set_nodelay(true);
+                        conn
+                    }
                     Err(err) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(%err, "streaming server: accept failed");

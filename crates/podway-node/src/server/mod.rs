@@ -47,7 +47,11 @@ pub(crate) async fn serve(
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    // Streams carry small frames (window updates, keystrokes): no Nagle delay.
+                    let _ = a.0.set_nodelay(true);
+                    a
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a debugging-handler connection failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -104,7 +104,11 @@ async fn proxy(url: &str, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let tcp = match TcpStream::connect(addrs.as_slice()).await {
-        Ok(t) => t,
+        Ok(t) => {
+            // Proxied streams carry small frames: no Nagle delay.
+            let _ = t.set_nodelay(true);
+            t
+        }
         Err(e) => {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,

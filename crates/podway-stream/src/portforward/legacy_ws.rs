@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Dialer, PortForwardOptions};
+use crate::idle::{ServerOptions, SessionTimer, Tick};
 use crate::io::MAX_CHUNK;
 use crate::negotiate::{self, WS_PORTFORWARD, text_response};
 use crate::ws::{self, Encoding, Inbound, UpgradedWebSocket};
@@ -94,10 +95,17 @@ async fn run(
         )));
     }
     drop(out_tx);
+    // Keep-alive pings and the idle timeout, as for exec: data in either direction is activity.
+    let mut timer = SessionTimer::new(ServerOptions::current());
+    let activity = timer.activity();
     let reader = async {
         while let Some(msg) = stream.next().await {
             let msg = match msg {
                 Ok(Message::Close(_)) | Err(_) => break,
+                Ok(m @ (Message::Binary(_) | Message::Text(_))) => {
+                    activity.touch();
+                    m
+                }
                 Ok(m) => m,
             };
             if let Ok(Inbound::Data { channel, payload }) = ws::decode(encoding, false, msg)
@@ -109,14 +117,25 @@ async fn run(
             }
         }
     };
+    // Ends with what stopped the output: the pods' sides ran dry (false) or the idle timeout
+    // passed (true); a failed send ends it as dry (the reader then sees the client gone).
     let writer = async {
-        while let Some((channel, data)) = out_rx.recv().await {
-            if sink
-                .send(ws::encode(encoding, channel, &data))
-                .await
-                .is_err()
-            {
-                break;
+        loop {
+            let message = tokio::select! {
+                item = out_rx.recv() => match item {
+                    Some((channel, data)) => {
+                        activity.touch();
+                        ws::encode(encoding, channel, &data)
+                    }
+                    None => return false,
+                },
+                tick = timer.next() => match tick {
+                    Tick::Ping => Message::Ping(Bytes::new()),
+                    Tick::Idle => return true,
+                },
+            };
+            if sink.send(message).await.is_err() {
+                return false;
             }
         }
     };
@@ -126,11 +145,16 @@ async fn run(
     // port forwards return; input the client sent meanwhile still reaches the pods until the
     // client answers the close.
     tokio::pin!(reader);
-    let client_gone = tokio::select! {
-        _ = &mut reader => true,
-        _ = writer => false,
+    let (client_gone, idle) = tokio::select! {
+        _ = &mut reader => (true, false),
+        idle = writer => (false, idle),
     };
-    let closed = ws::send_close(&mut sink, &write_end).await.is_ok();
+    let closed = if idle {
+        tracing::info!("legacy WebSocket port-forward idle timeout: closing it");
+        ws::send_idle_close(&mut sink, &write_end).await.is_ok()
+    } else {
+        ws::send_close(&mut sink, &write_end).await.is_ok()
+    };
     if closed && !client_gone {
         ws::await_close_answer(reader).await;
     }

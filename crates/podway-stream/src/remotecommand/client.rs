@@ -60,6 +60,18 @@ impl Completion {
     }
 }
 
+/// The outcome of a session whose error stream carried `status`. From v4 on a server always
+/// sends a status, success included, so none means the connection ended before the command did:
+/// a failure, never exit 0. Before v4 an empty error stream is how success looks.
+fn session_outcome(status: &[u8], json_status: bool) -> Outcome {
+    if json_status && status.iter().all(u8::is_ascii_whitespace) {
+        return Outcome::Error(
+            "the connection ended before the command's exit status arrived".into(),
+        );
+    }
+    decode_status(status)
+}
+
 /// Decodes the error stream: JSON `metav1.Status` (v4/v5) or v1-style text.
 pub fn decode_status(data: &[u8]) -> Outcome {
     if data.iter().all(u8::is_ascii_whitespace) {
@@ -227,7 +239,7 @@ where
         drop((out_tx, err_tx));
         let _ = done_tx.send(match failure {
             Some(e) => Err(e),
-            None => Ok(decode_status(&status)),
+            None => Ok(session_outcome(&status, true)),
         });
     });
     Ok((
@@ -323,7 +335,8 @@ where
     tokio::spawn(async move {
         let mut status = Vec::new();
         let result = error.read_to_end(&mut status).await;
-        let _ = done_tx.send(result.map(|_| decode_status(&status)).map_err(Error::from));
+        let outcome = result.map(|_| session_outcome(&status, version >= 4));
+        let _ = done_tx.send(outcome.map_err(Error::from));
         drop((keep_send, keep_recv));
         session.close().await;
     });
@@ -358,6 +371,8 @@ mod tests {
             Outcome::Error("Internal error occurred: boom".into())
         );
         assert_eq!(decode_status(b""), Outcome::Exited(0));
+        assert_eq!(session_outcome(b"", false), Outcome::Exited(0));
+        assert!(matches!(session_outcome(b"", true), Outcome::Error(_)));
         let text = status_text(&Outcome::Exited(3), &cmd).unwrap();
         assert!(matches!(decode_status(&text), Outcome::Error(t) if t.ends_with("exit code 3")));
         let bad = br#"{"metadata":{},"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"300"}]}}"#;

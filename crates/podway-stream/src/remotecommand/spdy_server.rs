@@ -207,15 +207,28 @@ where
             closed.cancel();
         })
     };
-    let outcome = tokio::spawn(handler(ServerStreams {
+    let session_ended = closed.clone();
+    let mut handler = tokio::spawn(handler(ServerStreams {
         stdin,
         stdout,
         stderr,
         resize,
         closed,
-    }))
-    .await
-    .unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")));
+    }));
+    let outcome = tokio::select! {
+        biased;
+        result = &mut handler => {
+            result.unwrap_or_else(|e| Outcome::Error(format!("exec handler failed: {e}")))
+        }
+        () = session_ended.cancelled() => {
+            // The client vanished or the idle timeout closed the session: nobody can read the
+            // outcome. Dropping the handler ends an exec's process (no orphan), as the
+            // WebSocket server does and as containerd does when a stream's context ends.
+            tracing::info!("SPDY exec/attach session ended before its command: stopping it");
+            handler.abort();
+            return Ok(());
+        }
+    };
     waiter.wait().await;
     watch.abort();
     tracing::debug!(?outcome, "remotecommand handler finished");
