@@ -56,24 +56,29 @@ fn oci_runtime() -> PathBuf {
     .expect("runc is installed")
 }
 
-/// The demo image archive, built once per test process with `scripts/demo-image.sh`.
+/// The demo image archive, built with `scripts/demo-image.sh` into cargo's scratch folder for
+/// tests (`target/tmp`), once for every test binary: a temp dir held by a static would never be
+/// removed, since statics are not dropped.
 pub fn demo_archive() -> &'static Path {
-    static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &ARCHIVE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let out = dir.path().join("demo.tar");
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-image.sh");
-            let status = Command::new("bash")
-                .arg(&script)
-                .arg(&out)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("running scripts/demo-image.sh");
-            assert!(status.success(), "scripts/demo-image.sh failed: {status}");
-            (dir, out)
-        })
-        .1
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("podway-cri-demo.tar");
+        if out.exists() {
+            return out;
+        }
+        // Built beside it and renamed: test binaries running at once never see half a file.
+        let partial = out.with_extension(format!("tar.{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-image.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg(&partial)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("running scripts/demo-image.sh");
+        assert!(status.success(), "scripts/demo-image.sh failed: {status}");
+        std::fs::rename(&partial, &out).expect("placing the demo image");
+        out
+    })
 }
 
 /// A CRI client pair over a unix socket.
