@@ -166,7 +166,7 @@ async fn first_output_waits_for_kubectl_to_register_its_streams() {
             .find(|(_, m)| m.len() > 1)
             .expect("output or status");
         assert!(
-            *at >= Duration::from_millis(20),
+            *at >= Duration::from_millis(10),
             "{protocol}: {first:?} arrived {at:?} after the upgrade"
         );
         assert_eq!(&first[..], b"\x01out\n", "{protocol}");

@@ -62,7 +62,10 @@ const QUEUE: usize = 16;
 /// process takes tens of milliseconds to start; a faster one (or a busy client) lost its first
 /// output. Output that is ready later is not delayed at all, nor is output after the client's
 /// first message (stdin or a terminal size): client-go sends only once its streams exist.
-const CLIENT_SETUP_GRACE: Duration = Duration::from_millis(25);
+/// kubectl registers its streams microseconds after it starts reading, unless its thread is
+/// descheduled in between: 12 ms is one CFS scheduling period on two CPUs (6 ms × (1 + log2 2)).
+/// Every exec whose status comes sooner pays the rest of it (`kubectl exec -- true`).
+const CLIENT_SETUP_GRACE: Duration = Duration::from_millis(12);
 
 /// Waits until the client has surely registered its streams: its first message, or the grace.
 async fn client_ready(deadline: Instant, client_spoke: &CancellationToken) {
