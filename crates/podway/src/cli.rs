@@ -263,6 +263,12 @@ pub struct ImagePullArgs {
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 3)]
     pub concurrency: usize,
+    /// User name for a registry that wants credentials (the password comes from stdin).
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password for --username from stdin (one line), as `docker login` does.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
     /// The runtime's data folder.
     #[command(flatten)]
     pub data: ImageDataDir,

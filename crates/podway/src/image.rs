@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use podway_runtime::images::ImageStore;
 use podway_runtime::import::ImportEvent;
-use podway_runtime::pull::{PullEvent, PullOptions, PullProgress};
+use podway_runtime::pull::{PullEvent, PullOptions, PullProgress, RegistryCredentials};
 
 use crate::cli::{ImageCommand, ImagePullArgs};
 
@@ -138,14 +138,40 @@ async fn pull(args: ImagePullArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         progress: Some(progress),
     };
-    let image = podway_runtime::pull::pull(&store, &args.reference, &options)
-        .await
-        .with_context(|| format!("cannot pull {}", args.reference))?;
+    let credentials = match &args.username {
+        Some(username) => RegistryCredentials::Basic {
+            username: username.clone(),
+            password: password_from_stdin()?,
+        },
+        None => RegistryCredentials::Anonymous,
+    };
+    let image = podway_runtime::pull::pull_with_credentials(
+        &store,
+        &args.reference,
+        &options,
+        &credentials,
+    )
+    .await
+    .with_context(|| format!("cannot pull {}", args.reference))?;
     for name in &image.repo_tags {
         println!("pulled {name}");
     }
     println!("id {}", image.id);
     Ok(())
+}
+
+/// The password of `--password-stdin`: stdin's first line, without its line end.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "--password-stdin: stdin held no password"
+    );
+    Ok(password)
 }
 
 /// The first 12 hex digits of a digest.

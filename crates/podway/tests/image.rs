@@ -1,8 +1,12 @@
 //! `podway image import | ls | rm | prune` on a temp data dir: OCI layouts, docker-save archives
 //! and plain rootfs tarballs, all made from scripts/demo-image.sh (needs umoci, busybox-static,
 //! tar and gzip; root, to keep ownership). Uses `PODWAY_BIN` or the binary next to the test.
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+
+#[path = "../../podway-runtime/tests/common/registry.rs"]
+mod registry;
 
 fn podway_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("PODWAY_BIN") {
@@ -196,4 +200,61 @@ fn rm_and_prune_delete_what_no_image_uses() {
         listing.contains("docker.io/library/busybox:1.35"),
         "{listing}"
     );
+}
+
+/// `podway image pull --username U --password-stdin` against a registry with htpasswd auth on
+/// loopback: refused without credentials or with a wrong password, pulled with the right ones.
+#[test]
+fn pull_with_credentials_from_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-image.sh");
+    let archive = tmp.path().join("demo.tar");
+    run(Command::new("bash").arg(script).arg(&archive));
+    let registry = registry::Registry::with_credentials("puller", "pass word:1");
+    registry.push(
+        &format!("oci-archive:{}", archive.display()),
+        "private/app:v1",
+        &[],
+    );
+    let reference = format!("{}/private/app:v1", registry.addr);
+    let pull = |password: Option<&str>| -> Output {
+        let mut cmd = Command::new(podway_bin());
+        cmd.args([
+            "image",
+            "pull",
+            "--insecure-registry",
+            &registry.addr,
+            &reference,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if password.is_some() {
+            cmd.args(["--username", "puller", "--password-stdin"]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(password) = password {
+            writeln!(stdin, "{password}").unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+
+    let anonymous = pull(None);
+    assert!(!anonymous.status.success(), "{:?}", text(&anonymous));
+    let wrong = pull(Some("not it"));
+    assert!(!wrong.status.success(), "{:?}", text(&wrong));
+    let (_, err) = text(&wrong);
+    assert!(err.contains(&reference), "the error names the image: {err}");
+
+    let pulled = pull(Some("pass word:1"));
+    let (out, err) = text(&pulled);
+    assert!(pulled.status.success(), "{out}{err}");
+    assert!(out.contains(&format!("pulled {reference}")), "{out}");
+    let (list, _) = text(&image(&data, &["list"]));
+    assert!(list.contains(&reference), "{list}");
 }
