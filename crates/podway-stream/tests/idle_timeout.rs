@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const IDLE: Duration = Duration::from_secs(2);
@@ -46,6 +47,54 @@ async fn tcp(api: &FakeApi) -> TcpStream {
     TcpStream::connect(("127.0.0.1", api.port))
         .await
         .expect("connect")
+}
+
+/// What a session showed until the server closed it.
+struct Closed {
+    /// When each ping arrived, after the reading started.
+    pings: Vec<Duration>,
+    /// When the close frame arrived.
+    after: Duration,
+    /// The close frame.
+    frame: Option<CloseFrame>,
+    /// The BINARY messages, in order.
+    binary: Vec<Bytes>,
+}
+
+/// Reads `ws` until the server closes it (10 s at most).
+async fn read_until_closed(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>) -> Closed {
+    let start = Instant::now();
+    let (mut pings, mut binary) = (Vec::new(), Vec::new());
+    let frame = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the server closes the idle session")
+            .expect("connection open")
+            .expect("message");
+        match msg {
+            Message::Binary(b) => binary.push(b),
+            Message::Ping(_) => pings.push(start.elapsed()),
+            Message::Close(frame) => break frame,
+            _ => {}
+        }
+    };
+    Closed {
+        pings,
+        after: start.elapsed(),
+        frame,
+        binary,
+    }
+}
+
+/// The session was closed with `code` after the idle timeout, and pinged meanwhile.
+fn assert_idle_close(closed: &Closed, code: CloseCode) {
+    assert_eq!(closed.frame.as_ref().map(|f| f.code), Some(code));
+    assert!(
+        closed.after >= IDLE - Duration::from_millis(100) && closed.after < IDLE * 2,
+        "closed after {:?}",
+        closed.after
+    );
+    assert!(closed.pings.len() >= 2, "pings: {:?}", closed.pings);
 }
 
 async fn websocket(api: &FakeApi, path: &str) -> tokio_tungstenite::WebSocketStream<TcpStream> {
@@ -108,37 +157,22 @@ async fn idle_websocket_exec_is_pinged_then_closed_and_its_process_killed() {
     let api = FakeApi::start().await;
     // No stdin: only dropping the handler (which kills the process) can end it.
     let mut ws = websocket(&api, &exec_path("echo $$; exec sleep 600", false)).await;
-    let start = Instant::now();
-    let mut pid = None;
-    let mut pings = Vec::new();
-    let close = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("the server closes the idle session")
-            .expect("connection open")
-            .expect("message");
-        match msg {
-            Message::Binary(b) if b.first() == Some(&1) && b.len() > 1 => {
-                let text = String::from_utf8_lossy(&b[1..]).trim().to_string();
-                pid = Some(text.parse::<u32>().expect("pid"));
-            }
-            Message::Ping(_) => pings.push(start.elapsed()),
-            Message::Close(frame) => break frame,
-            _ => {}
-        }
-    };
-    let closed_after = start.elapsed();
-    let pid = pid.expect("the process printed its pid");
+    let closed = read_until_closed(&mut ws).await;
+    let pid = closed
+        .binary
+        .iter()
+        .find(|b| b.first() == Some(&1) && b.len() > 1)
+        .map(|b| {
+            let text = String::from_utf8_lossy(&b[1..]).trim().to_string();
+            text.parse::<u32>().expect("pid")
+        })
+        .expect("the process printed its pid");
     let _guard = KillOnDrop(pid);
-    let close = close.expect("a close frame with a code");
-    assert_eq!(close.code, CloseCode::Away);
-    assert_eq!(close.reason.as_str(), podway_stream::ws::IDLE_CLOSE_REASON);
-    assert!(
-        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 2,
-        "closed after {closed_after:?}"
-    );
     // Pings at the interval, and they did not keep the session alive.
-    assert!(pings.len() >= 2, "pings: {pings:?}");
+    assert_idle_close(&closed, CloseCode::Away);
+    let reason = closed.frame.as_ref().map(|f| f.reason.as_str());
+    assert_eq!(reason, Some(podway_stream::ws::IDLE_CLOSE_REASON));
+    let pings = &closed.pings;
     for pair in pings.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
@@ -385,27 +419,8 @@ async fn idle_tunnel_is_pinged_then_closed() {
         "SPDY/3.1+portforward.k8s.io",
     )
     .await;
-    let start = Instant::now();
-    let mut pings = Vec::new();
-    let close = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("the server closes the idle tunnel")
-            .expect("connection open")
-            .expect("message");
-        match msg {
-            Message::Ping(_) => pings.push(start.elapsed()),
-            Message::Close(frame) => break frame,
-            _ => {} // the SPDY GOAWAY
-        }
-    };
-    let closed_after = start.elapsed();
-    assert_eq!(close.map(|f| f.code), Some(CloseCode::Normal));
-    assert!(
-        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 2,
-        "closed after {closed_after:?}"
-    );
-    assert!(pings.len() >= 2, "pings: {pings:?}");
+    // The SPDY session inside ends the tunnel normally (after its GOAWAY).
+    assert_idle_close(&read_until_closed(&mut ws).await, CloseCode::Normal);
 }
 
 /// The legacy WebSocket port-forward (ports in the query) pings, and closes as abandoned (1001)
@@ -430,28 +445,9 @@ async fn idle_legacy_port_forward_is_pinged_then_closed() {
         "v4.channel.k8s.io",
     )
     .await;
-    let start = Instant::now();
-    let mut pings = Vec::new();
-    let close = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("the server closes the idle port-forward")
-            .expect("connection open")
-            .expect("message");
-        match msg {
-            Message::Ping(_) => pings.push(start.elapsed()),
-            Message::Close(frame) => break frame,
-            _ => {} // the two port announcements
-        }
-    };
-    let closed_after = start.elapsed();
+    let closed = read_until_closed(&mut ws).await;
     target.abort();
-    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
-    assert!(
-        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 2,
-        "closed after {closed_after:?}"
-    );
-    assert!(pings.len() >= 2, "pings: {pings:?}");
+    assert_idle_close(&closed, CloseCode::Away);
 }
 
 /// kubectl 1.32 port-forward through the tunnel keeps working across the server's pings: two
