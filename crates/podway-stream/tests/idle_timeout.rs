@@ -468,7 +468,7 @@ async fn kubectl_port_forward_tunnel_works_with_pings_on() {
             });
         }
     });
-    let (mut kubectl, local) = api.kubectl_port_forward(32, remote).await;
+    let (mut kubectl, local, _stderr) = api.kubectl_port_forward(32, remote, false).await;
     let mut tcp = TcpStream::connect(("127.0.0.1", local))
         .await
         .expect("connect to kubectl");

@@ -2,10 +2,9 @@
 //! plain SPDY (1.32 with websockets off, 1.28), and a refused connection.
 mod common;
 
-use std::process::Stdio;
 
 use common::FakeApi;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A TCP echo server on 127.0.0.1; aborted on drop.
@@ -34,48 +33,6 @@ async fn echo_server() -> Echo {
     Echo { port, task }
 }
 
-/// Starts `kubectl port-forward p :remote` and returns it with the local port it printed.
-async fn start_forward(
-    api: &FakeApi,
-    minor: u32,
-    spdy: bool,
-    remote: u16,
-) -> (
-    tokio::process::Child,
-    u16,
-    BufReader<tokio::process::ChildStderr>,
-) {
-    let mut cmd = api.kubectl(minor);
-    if spdy {
-        cmd.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false");
-    }
-    cmd.args(["port-forward", "p", &format!(":{remote}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn kubectl");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut lines = BufReader::new(stdout).lines();
-    let local = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read kubectl output")
-            .expect("kubectl exited early");
-        // "Forwarding from 127.0.0.1:41234 -> 8080"
-        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
-            break rest
-                .split(' ')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("local port");
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, local, stderr)
-}
-
 async fn roundtrip(local: u16, payload: &[u8]) -> Vec<u8> {
     let mut tcp = TcpStream::connect(("127.0.0.1", local))
         .await
@@ -95,7 +52,7 @@ async fn forwards_bytes(minor: u32, spdy: bool) -> Vec<String> {
 
 async fn forwards_bytes_via(api: &FakeApi, minor: u32, spdy: bool) {
     let echo = echo_server().await;
-    let (mut child, local, _stderr) = start_forward(api, minor, spdy, echo.port).await;
+    let (mut child, local, _stderr) = api.kubectl_port_forward(minor, echo.port, spdy).await;
     assert_eq!(roundtrip(local, b"ping0\n").await, b"ping0\n");
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(roundtrip(local, &big).await, big);
@@ -161,7 +118,7 @@ async fn refused_connection_reports_the_cause() {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let (mut child, local, mut stderr) = start_forward(&api, 32, false, closed).await;
+    let (mut child, local, mut stderr) = api.kubectl_port_forward(32, closed, false).await;
     let got = roundtrip(local, b"x").await;
     assert!(got.is_empty());
     let mut text = String::new();

@@ -116,23 +116,33 @@ impl FakeApi {
         cmd
     }
 
-    /// Starts `kubectl port-forward p :remote` (version `minor`, its default transport) and
-    /// returns it with the local port it printed; its output is drained in the background.
+    /// Starts `kubectl port-forward p :remote` (version `minor`; with `spdy`, WebSockets off) and
+    /// returns it with the local port it printed and its stderr; stdout is drained in the
+    /// background.
     pub async fn kubectl_port_forward(
         &self,
         minor: u32,
         remote: u16,
-    ) -> (tokio::process::Child, u16) {
+        spdy: bool,
+    ) -> (
+        tokio::process::Child,
+        u16,
+        tokio::io::BufReader<tokio::process::ChildStderr>,
+    ) {
         use tokio::io::AsyncBufReadExt;
-        let mut child = self
-            .kubectl(minor)
+        let mut cmd = self.kubectl(minor);
+        if spdy {
+            cmd.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false");
+        }
+        let mut child = cmd
             .args(["port-forward", "p", &format!(":{remote}")])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kubectl");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = tokio::io::BufReader::new(child.stderr.take().expect("stderr"));
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let local = loop {
             let line = lines
@@ -150,7 +160,7 @@ impl FakeApi {
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        (child, local)
+        (child, local, stderr)
     }
 
     pub fn records(&self) -> Vec<String> {
