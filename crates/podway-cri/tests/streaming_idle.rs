@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, eventually, run_pod, websocket};
+use common::{Daemon, eventually, run_pod, running, websocket};
 use futures::{SinkExt, StreamExt};
 use k8s_cri::v1 as cri;
 use podway_stream::remotecommand::StreamOptions;
@@ -18,25 +18,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const IDLE: Duration = Duration::from_secs(2);
 const PING: Duration = Duration::from_millis(500);
-
-/// Whether a live (not zombie) process runs exactly `argv`, anywhere on the host.
-fn running(argv: &[&str]) -> bool {
-    let want: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|p| {
-        let dir = p.path();
-        std::fs::read(dir.join("cmdline")).is_ok_and(|c| c == want)
-            && std::fs::read_to_string(dir.join("stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            })
-    })
-}
 
 /// Open fds of this process (the daemon runs in it).
 fn open_fds() -> usize {

@@ -4,7 +4,7 @@
 //! Needs root, runc, `cargo build -p podway` (or `PODWAY_BIN`), umoci and busybox-static.
 mod common;
 
-use common::{Daemon, eventually, run_pod, websocket};
+use common::{Daemon, eventually, run_pod, running, websocket};
 use futures::{SinkExt, StreamExt};
 use k8s_cri::v1 as cri;
 use podway_stream::remotecommand::StreamOptions;
@@ -12,28 +12,6 @@ use podway_stream::remotecommand::client::{ClientTransport, connect};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Whether a live (not zombie) process runs exactly `argv`, anywhere on the host.
-fn running(argv: &[&str]) -> bool {
-    let want: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|p| {
-        let dir = p.path();
-        std::fs::read(dir.join("cmdline")).is_ok_and(|c| c == want) && !zombie(&dir)
-    })
-}
-
-fn zombie(proc_dir: &std::path::Path) -> bool {
-    std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
-}
 
 /// What the daemon (this process) holds: open fds, child processes, alive tokio tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -81,6 +81,29 @@ pub fn demo_archive() -> &'static Path {
     })
 }
 
+/// Whether a live (not zombie) process runs exactly `argv`, anywhere on the host.
+pub fn running(argv: &[&str]) -> bool {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let dir = p.path();
+        std::fs::read(dir.join("cmdline")).is_ok_and(|c| c == want) && !zombie(&dir)
+    })
+}
+
+/// Whether the process of `/proc/PID` folder `proc_dir` is a zombie.
+fn zombie(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
 /// A CRI client pair over a unix socket.
 #[derive(Clone)]
 pub struct Clients {
