@@ -40,16 +40,21 @@ fn system_file(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Total memory from `/proc/meminfo`, as a quantity (`…Ki`).
-fn memory_quantity() -> String {
+/// Total memory from `/proc/meminfo`, in bytes (0 when unreadable).
+pub(crate) fn memory_capacity_bytes() -> i64 {
     let meminfo = system_file("/proc/meminfo");
     let kib = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|n| n.parse::<i64>().ok())
         .unwrap_or(0);
-    format!("{kib}Ki")
+    kib.saturating_mul(1024)
+}
+
+/// Total memory, as a quantity (`…Ki`).
+fn memory_quantity() -> String {
+    format!("{}Ki", memory_capacity_bytes() / 1024)
 }
 
 /// The `PRETTY_NAME` of `/etc/os-release`.

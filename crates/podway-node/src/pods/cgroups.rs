@@ -8,63 +8,20 @@
 //! those, so the agent removes the pod's own folder once the sandbox is gone, as the kubelet does.
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::linux::QosClass;
 
 /// Where cgroup hierarchies are mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The pod's QoS class folder below `/kubepods` ("" for Guaranteed).
 fn qos_folder(pod: &Pod) -> &'static str {
-    let reported = pod.status.as_ref().and_then(|s| s.qos_class.as_deref());
-    match reported {
-        Some("Guaranteed") => "",
-        Some("Burstable") => "burstable/",
-        Some("BestEffort") => "besteffort/",
-        _ => computed_qos_folder(pod),
+    match QosClass::of(pod) {
+        QosClass::Guaranteed => "",
+        QosClass::Burstable => "burstable/",
+        QosClass::BestEffort => "besteffort/",
     }
-}
-
-/// The QoS class by the API's rules, for a pod whose status does not carry it yet: no request
-/// or limit anywhere is BestEffort; CPU and memory limits on every container, with requests
-/// (if given) equal to them, is Guaranteed; anything else is Burstable.
-fn computed_qos_folder(pod: &Pod) -> &'static str {
-    let containers: Vec<&Container> = pod
-        .spec
-        .iter()
-        .flat_map(|s| {
-            s.containers
-                .iter()
-                .chain(s.init_containers.iter().flatten())
-        })
-        .collect();
-    let resources = |c: &Container, limits: bool| {
-        c.resources
-            .as_ref()
-            .and_then(|r| {
-                if limits {
-                    r.limits.clone()
-                } else {
-                    r.requests.clone()
-                }
-            })
-            .unwrap_or_default()
-    };
-    let any = containers
-        .iter()
-        .any(|c| !resources(c, true).is_empty() || !resources(c, false).is_empty());
-    if !any {
-        return "besteffort/";
-    }
-    let guaranteed = containers.iter().all(|c| {
-        let limits = resources(c, true);
-        let requests = resources(c, false);
-        ["cpu", "memory"].iter().all(|r| {
-            limits
-                .get(*r)
-                .is_some_and(|limit| requests.get(*r).is_none_or(|req| req == limit))
-        })
-    });
-    if guaranteed { "" } else { "burstable/" }
 }
 
 /// The pod's cgroup parent, `/kubepods/[<qos>/]pod<uid>`.

@@ -10,10 +10,10 @@ use std::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
-    CreateContainerRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxContainerConfig,
-    LinuxPodSandboxConfig, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest,
-    PullImageRequest, RemoveContainerRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+    CreateContainerRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, PullImageRequest,
+    RemoveContainerRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest, VersionRequest,
 };
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::{
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{status, teardown_sandbox};
+use super::{linux, status, teardown_sandbox};
 use crate::{cri::labels, state::Shared};
 
 /// How often a pod is re-synced without news from the API server.
@@ -582,6 +582,31 @@ impl Run {
         }
     }
 
+    /// The user `image_ref` runs as, from the runtime's image status (unset when unknown).
+    async fn image_user(&self, image_ref: &str) -> linux::ImageUser {
+        let status = self
+            .w
+            .shared
+            .cri
+            .img()
+            .image_status(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image_ref.to_string(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await;
+        match status.ok().and_then(|r| r.into_inner().image) {
+            Some(image) => match (image.uid, image.username) {
+                (Some(uid), _) => linux::ImageUser::Uid(uid.value),
+                (None, name) if !name.is_empty() => linux::ImageUser::Name(name),
+                _ => linux::ImageUser::Unset,
+            },
+            None => linux::ImageUser::Unset,
+        }
+    }
+
     /// Makes the image present per the pull policy; `Err((reason, message))` for the status.
     async fn ensure_image(&self, c: &Container) -> Result<String, (String, String)> {
         let image = c.image.clone().unwrap_or_default();
@@ -653,6 +678,13 @@ impl Run {
         attempt: u32,
     ) -> Result<(String, String), (String, String)> {
         let image_ref = self.ensure_image(c).await?;
+        let config_error = |message: String| ("CreateContainerConfigError".to_string(), message);
+        let linux = linux::container_config(pod, c, crate::node::memory_capacity_bytes())
+            .map_err(config_error)?;
+        if linux::check_run_as_non_root(pod, c, &linux::ImageUser::Unset).is_err() {
+            let user = self.image_user(&image_ref).await;
+            linux::check_run_as_non_root(pod, c, &user).map_err(config_error)?;
+        }
         let dir = self.log_dir().join(&c.name);
         if let Err(e) = tokio::fs::create_dir_all(&dir).await {
             return Err((
@@ -700,7 +732,7 @@ impl Run {
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),
             tty: c.tty.unwrap_or(false),
-            linux: Some(LinuxContainerConfig::default()),
+            linux: Some(linux),
             ..Default::default()
         };
         let mut rt = self.w.shared.cri.rt();
