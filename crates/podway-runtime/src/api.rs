@@ -291,6 +291,8 @@ pub struct Inner {
     pub(crate) containers: crate::index::Index<crate::container::ContainerEntry>,
     /// Every sandbox record, as on disk.
     pub(crate) sandboxes: crate::index::Index<crate::sandbox::SandboxRecord>,
+    /// Held while a pod monitor is looked up or started (one per pod, even under races).
+    pub(crate) shim_lock: std::sync::Mutex<()>,
 }
 
 impl Runtime {
@@ -303,6 +305,7 @@ impl Runtime {
             config.state_dir.join("runc"),
             config.state_dir.join("exec"),
             config.state_dir.join("attach"),
+            config.state_dir.join("shims"),
         ] {
             crate::util::create_dir_all(&dir)?;
         }
@@ -312,6 +315,7 @@ impl Runtime {
             images,
             containers: crate::index::Index::default(),
             sandboxes: crate::index::Index::default(),
+            shim_lock: std::sync::Mutex::new(()),
         };
         crate::sandbox::load(&inner)?;
         crate::container::load(&inner)?;

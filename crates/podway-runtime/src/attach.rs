@@ -54,13 +54,22 @@ fn payload_len(head: &[u8; 5]) -> Option<usize> {
     (len <= MAX_FRAME).then_some(len)
 }
 
-/// Reads one frame from a blocking reader; `None` at EOF or on a malformed frame.
-pub(crate) fn read_frame(r: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    r.read_exact(&mut head).ok()?;
-    let mut payload = vec![0u8; payload_len(&head)?];
-    r.read_exact(&mut payload).ok()?;
-    Some((head[0], payload))
+/// A frame head announcing more than [`MAX_FRAME`] bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Oversized;
+
+/// A frame found in a buffer: kind, payload, bytes it takes.
+pub(crate) type Frame<'a> = (u8, &'a [u8], usize);
+
+/// The first frame of `buf`, `Ok(None)` while incomplete.
+pub(crate) fn split_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, Oversized> {
+    let Some(head) = buf.first_chunk::<5>() else {
+        return Ok(None);
+    };
+    let len = payload_len(head).ok_or(Oversized)?;
+    Ok(buf
+        .get(5..5 + len)
+        .map(|payload| (head[0], payload, 5 + len)))
 }
 
 /// Reads one frame from the monitor's socket.
@@ -232,10 +241,16 @@ mod tests {
     fn frames_round_trip() {
         let mut bytes = frame(STDIN, b"hello");
         bytes.extend(frame(CLOSE_STDIN, b""));
-        let mut r = bytes.as_slice();
-        assert_eq!(read_frame(&mut r), Some((STDIN, b"hello".to_vec())));
-        assert_eq!(read_frame(&mut r), Some((CLOSE_STDIN, Vec::new())));
-        assert_eq!(read_frame(&mut r), None);
+        assert_eq!(split_frame(&bytes), Ok(Some((STDIN, &b"hello"[..], 10))));
+        assert_eq!(
+            split_frame(&bytes[10..]),
+            Ok(Some((CLOSE_STDIN, &b""[..], 5)))
+        );
+        assert_eq!(split_frame(&bytes[..9]), Ok(None));
+        assert_eq!(
+            split_frame(&[STDIN, 0xff, 0xff, 0xff, 0xff]),
+            Err(Oversized)
+        );
     }
 
     #[test]

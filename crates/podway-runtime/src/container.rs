@@ -1,7 +1,6 @@
 //! Containers: an overlayfs rootfs over the image's snapshots, an OCI bundle in
 //! `DATA/containers/<id>/` (`config.json`, `rootfs/`, `upper/`, `work/`, `container.json`), run by
-//! a detached `podway shim` that records `exit.json`.
-use std::ffi::OsStr;
+//! the pod's monitor (`podway shim`, one per sandbox), which records `exit.json`.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +29,7 @@ pub(crate) struct ContainerRecord {
     /// The container's init process and its start time.
     pub pid: u32,
     pub pid_start: u64,
-    /// The monitor and its start time.
+    /// The pod's monitor and its start time (it ran this container).
     pub shim_pid: u32,
     pub shim_start: u64,
     /// Why it failed to start, if it did.
@@ -356,55 +355,40 @@ pub(crate) async fn start(inner: &Arc<Inner>, id: &str) -> Result<()> {
 
 fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
     let id = record.id.clone();
-    let dir = inner.container_dir(&id);
-    let root = inner.runc_root();
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("shim"),
-        OsStr::new("--id"),
-        OsStr::new(&id),
-        OsStr::new("--bundle"),
-        dir.as_os_str(),
-        OsStr::new("--runtime"),
-        inner.config.oci_runtime.as_os_str(),
-        OsStr::new("--root"),
-        root.as_os_str(),
-    ];
-    if let Some(log) = &record.spec.log_path {
-        args.extend([OsStr::new("--log"), log.as_os_str()]);
-    }
-    let attach = crate::attach::socket_path(&inner.config.state_dir, &id);
-    args.extend([OsStr::new("--attach"), attach.as_os_str()]);
-    for (flag, on) in [
-        ("--stdin", record.spec.stdin),
-        ("--stdin-once", record.spec.stdin_once),
-        ("--tty", record.spec.tty),
-    ] {
-        if on {
-            args.push(OsStr::new(flag));
-        }
-    }
     let what = format!("starting container {id}");
-    let started = crate::detached::spawn(
-        &inner.config.podway_bin,
-        &args,
-        &dir.join("shim.log"),
-        &what,
-    )
-    .and_then(|words| {
-        let num = |i: usize| words.get(i).and_then(|w| w.parse::<u32>().ok());
-        let started_at = words.get(2).and_then(|w| w.parse::<i64>().ok());
-        match (num(0), num(1), started_at) {
-            (Some(pid), Some(shim), Some(at)) => Ok((pid, shim, at)),
+    let request = crate::shim::Request::Start(crate::shim::StartRequest {
+        id: id.clone(),
+        bundle: inner.container_dir(&id),
+        runtime: inner.config.oci_runtime.clone(),
+        root: inner.runc_root(),
+        log: record.spec.log_path.clone(),
+        attach: crate::attach::socket_path(&inner.config.state_dir, &id),
+        stdin: record.spec.stdin,
+        stdin_once: record.spec.stdin_once,
+        tty: record.spec.tty,
+    });
+    let started = crate::sandbox::ensure_shim(inner, &record.sandbox_id).and_then(|shim| {
+        let words = crate::shim::call(&shim.socket, &request)
+            .map_err(io_ctx(format!(
+                "{what}: talking to the monitor of sandbox {} ({})",
+                record.sandbox_id,
+                shim.socket.display()
+            )))?
+            .map_err(|e| Error::Command(format!("{what}: {e}")))?;
+        let pid = words.first().and_then(|w| w.parse::<u32>().ok());
+        let started_at = words.get(1).and_then(|w| w.parse::<i64>().ok());
+        match (pid, started_at) {
+            (Some(pid), Some(at)) => Ok((pid, at, shim.record)),
             _ => Err(Error::Command(format!("{what}: bad report {words:?}"))),
         }
     });
     match started {
-        Ok((pid, shim, started_at)) => {
+        Ok((pid, started_at, sandbox)) => {
             record.started_at = started_at;
             record.pid = pid;
             record.pid_start = crate::util::proc_start_time(pid).unwrap_or(0);
-            record.shim_pid = shim;
-            record.shim_start = crate::util::proc_start_time(shim).unwrap_or(0);
+            record.shim_pid = sandbox.shim_pid;
+            record.shim_start = sandbox.shim_start;
             inner.save_container(&record)?;
             tracing::info!(container = %id, pid, "container started");
             Ok(())

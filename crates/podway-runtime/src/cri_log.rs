@@ -1,6 +1,5 @@
 //! Writer of CRI container log files (`<RFC3339Nano> <stdout|stderr> <P|F> <content>\n`).
-use std::io::{Read, Write};
-use std::sync::Mutex;
+use std::io::Write;
 
 use chrono::{DateTime, Local, Offset, TimeZone};
 
@@ -27,66 +26,65 @@ pub(crate) fn rfc3339_nano<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     out
 }
 
-/// Copies `src` (one stream of a container) into CRI records on `sink` until EOF (or EIO, the
-/// end of a terminal), handing every chunk read to `tee` as well. `stream` is `stdout` or
-/// `stderr`. A write error drops the rest of the output (still drained).
-pub(crate) fn copy_to_log<W: Write>(
-    mut src: impl Read,
-    stream: &str,
-    sink: &Mutex<W>,
-    mut tee: impl FnMut(&[u8]),
-) {
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-            Err(e) => {
-                tracing::warn!(stream, error = %e, "reading container output");
-                break;
-            }
-        };
-        tee(&buf[..n]);
-        pending.extend_from_slice(&buf[..n]);
-        let mut start = 0;
-        loop {
-            let rest = &pending[start..];
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(i) if i <= MAX_LINE => {
-                    let line = rest[..i].strip_suffix(b"\r").unwrap_or(&rest[..i]);
-                    record(sink, stream, "F", line);
-                    start += i + 1;
+/// Splits one stream of a container's output into CRI records: complete lines (`F`, a trailing
+/// `\r` dropped) and pieces of at most [`MAX_LINE`] bytes (`P`). Holds at most [`MAX_LINE`]
+/// bytes between calls.
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// Feeds `chunk`; `emit(tag, content)` gets every record it completes.
+    pub(crate) fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(&'static str, &[u8])) {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let room = MAX_LINE - self.pending.len();
+            match rest.iter().take(room + 1).position(|&b| b == b'\n') {
+                Some(i) => {
+                    let line = if self.pending.is_empty() {
+                        &rest[..i]
+                    } else {
+                        self.pending.extend_from_slice(&rest[..i]);
+                        &self.pending[..]
+                    };
+                    emit("F", line.strip_suffix(b"\r").unwrap_or(line));
+                    self.pending.clear();
+                    rest = &rest[i + 1..];
                 }
-                _ if rest.len() >= MAX_LINE => {
-                    record(sink, stream, "P", &rest[..MAX_LINE]);
-                    start += MAX_LINE;
+                None if rest.len() >= room => {
+                    self.pending.extend_from_slice(&rest[..room]);
+                    emit("P", &self.pending);
+                    self.pending.clear();
+                    rest = &rest[room..];
                 }
-                _ => break,
+                None => {
+                    self.pending.extend_from_slice(rest);
+                    rest = &[];
+                }
             }
         }
-        pending.drain(..start);
     }
-    if !pending.is_empty() {
-        record(sink, stream, "P", &pending);
+
+    /// At the end of the stream: the unterminated rest as a `P` record.
+    pub(crate) fn finish(&mut self, emit: impl FnOnce(&'static str, &[u8])) {
+        if !self.pending.is_empty() {
+            emit("P", &self.pending);
+            self.pending = Vec::new();
+        }
     }
 }
 
-/// Writes one record with a single `write_all` under the lock.
-fn record<W: Write>(sink: &Mutex<W>, stream: &str, tag: &str, content: &[u8]) {
+/// Writes one record of `stream` with a single `write_all` (so a reopened file never gets half
+/// a record).
+pub(crate) fn record(sink: &mut impl Write, stream: &str, tag: &str, content: &[u8]) {
     let mut line = Vec::with_capacity(content.len() + 48);
     line.extend_from_slice(rfc3339_nano(&Local::now()).as_bytes());
     line.extend_from_slice(format!(" {stream} {tag} ").as_bytes());
     line.extend_from_slice(content);
     line.push(b'\n');
-    let mut sink = match sink.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
     if let Err(e) = sink.write_all(&line).and_then(|()| sink.flush()) {
-        tracing::warn!(stream, error = %e, "writing the container log");
+        eprintln!("podway shim: writing the container log ({stream}): {e}");
     }
 }
 
@@ -96,9 +94,13 @@ mod tests {
     use chrono::{FixedOffset, Utc};
 
     fn records(input: &[u8]) -> Vec<(String, String, Vec<u8>)> {
-        let sink = Mutex::new(Vec::new());
-        copy_to_log(input, "stdout", &sink, |_| {});
-        let out = sink.into_inner().unwrap_or_default();
+        let mut out = Vec::new();
+        let mut lines = Lines::default();
+        // Fed in uneven pieces, as reads from a pipe come.
+        for piece in input.chunks(7) {
+            lines.push(piece, |tag, c| record(&mut out, "stdout", tag, c));
+        }
+        lines.finish(|tag, c| record(&mut out, "stdout", tag, c));
         out.split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| {

@@ -1,6 +1,6 @@
 //! The container runtime: content-addressed images, overlayfs snapshots, pod sandboxes held by a
 //! `podway pause` process, containers run through an OCI runtime CLI (runc) under a detached
-//! monitor (`podway shim`, one per container for now), and the exec / attach / port-forward /
+//! monitor (`podway shim`, one per pod), and the exec / attach / port-forward /
 //! log primitives.
 //!
 //! CONTRACT (fixed by the lead; `podway-cri` and the `podway` binary compile against it):
@@ -14,15 +14,17 @@
 //! DATA/images/ingest/<hex>           partial registry downloads (resumed by range requests)
 //! DATA/images/index.lock              flock held by imports, removals and garbage collection
 //! DATA/snapshots/<layer hex>/         each layer unpacked once (overlayfs whiteouts)
-//! DATA/sandboxes/<id>/sandbox.json    spec, pause pid + start time, stopped flag
-//! DATA/sandboxes/<id>/{hostname,hosts,resolv.conf,pause.log}
+//! DATA/sandboxes/<id>/sandbox.json    spec, pause and pod monitor pids + start times, stopped flag
+//! DATA/sandboxes/<id>/{hostname,hosts,resolv.conf,pause.log,shim.log}
 //! DATA/sandboxes/<id>/shm/            the pod's /dev/shm (tmpfs), bound into its containers
 //! DATA/containers/<id>/container.json spec, image id, layers, pids + start times, start error
 //! DATA/containers/<id>/config.json    the OCI bundle (rootfs/ = overlay of snapshots + upper/ work/)
 //! DATA/containers/<id>/exit.json      written by the shim: exit code, finish time
-//! DATA/containers/<id>/{shim.log,runc.log,init.pid}
+//! DATA/containers/<id>/{runc.log,init.pid}
 //! STATE/runc/                         runc --root
-//! STATE/attach/<id[..16]>.sock        the shim's attach socket (.console: runc's console socket)
+//! STATE/shims/<sandbox id[..16]>.sock the pod monitor's control socket (protocol: `shim`)
+//! STATE/attach/<id[..16]>.sock        a container's attach socket, served by the pod's monitor
+//!                                     (.console: runc's console socket)
 //! STATE/exec/                         process.json and pid files of running execs
 //! ```
 //!

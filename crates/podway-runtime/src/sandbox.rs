@@ -1,5 +1,6 @@
-//! Pod sandboxes: a `podway pause` process holding new network, IPC and UTS namespaces, and its
-//! record in `DATA/sandboxes/<id>/sandbox.json` (with the pod's `hostname`, `hosts`, `resolv.conf`).
+//! Pod sandboxes: a `podway pause` process holding new network, IPC and UTS namespaces, the pod's
+//! monitor (`podway shim`, started with the pod, stopped with it), and its record in
+//! `DATA/sandboxes/<id>/sandbox.json` (with the pod's `hostname`, `hosts`, `resolv.conf`).
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,11 @@ pub(crate) struct SandboxRecord {
     pub pid: u32,
     pub pid_start: u64,
     pub stopped: bool,
+    /// Pid of the pod's monitor (`podway shim`) and its start time; 0 when none was started.
+    #[serde(default)]
+    pub shim_pid: u32,
+    #[serde(default)]
+    pub shim_start: u64,
 }
 
 impl SandboxRecord {
@@ -180,6 +186,8 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
         pid: 0,
         pid_start: 0,
         stopped: false,
+        shim_pid: 0,
+        shim_start: 0,
     };
     let hostname = record.hostname().to_string();
     let hosts = format!(
@@ -212,11 +220,117 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
     record.pid = pid;
     record.pid_start = crate::util::proc_start_time(pid)
         .ok_or_else(|| Error::Command(format!("{what}: pause process {pid} exited at once")))?;
+    // The pod's monitor starts with the pod (not with its first container): its start stays
+    // off the container start path, and a failure shows at once, naming the pod.
+    let started = inner
+        .save_sandbox(&record)
+        .and_then(|()| ensure_shim(inner, id));
+    match started {
+        Ok(shim) => Ok(shim.record),
+        Err(e) => {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            inner.sandboxes.remove(id);
+            Err(e)
+        }
+    }
+}
+
+/// The pod's monitor, running: where to reach it and the sandbox record naming it.
+pub(crate) struct Shim {
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// The sandbox's record (with the shim's pid and start time).
+    pub record: SandboxRecord,
+}
+
+/// The control socket of sandbox `id`'s monitor (short, for the 108-byte limit).
+pub(crate) fn shim_socket(inner: &Inner, id: &str) -> PathBuf {
+    let short = id.get(..16).unwrap_or(id);
+    inner
+        .config
+        .state_dir
+        .join("shims")
+        .join(format!("{short}.sock"))
+}
+
+/// The sandbox's monitor: the recorded one while it runs (found again after a restart of the
+/// runtime), else a new one, recorded. Blocking: call from `spawn_blocking`.
+pub(crate) fn ensure_shim(inner: &Inner, id: &str) -> Result<Shim> {
+    let _one_at_a_time = inner
+        .shim_lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut record = inner.sandbox_record(id)?;
+    let socket = shim_socket(inner, id);
+    if process_alive(record.shim_pid, record.shim_start) && socket.exists() {
+        return Ok(Shim { socket, record });
+    }
+    let what = format!("starting the monitor of sandbox {id}");
+    let words = crate::detached::spawn(
+        &inner.config.podway_bin,
+        &[
+            OsStr::new("shim"),
+            OsStr::new("--sandbox"),
+            OsStr::new(id),
+            OsStr::new("--socket"),
+            socket.as_os_str(),
+        ],
+        &inner.sandbox_dir(id).join("shim.log"),
+        &what,
+    )?;
+    let pid: u32 = words
+        .first()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| Error::Command(format!("{what}: bad report {words:?}")))?;
+    let Some(start) = crate::util::proc_start_time(pid) else {
+        return Err(Error::Command(format!(
+            "{what}: monitor {pid} exited at once"
+        )));
+    };
+    record.shim_pid = pid;
+    record.shim_start = start;
     if let Err(e) = inner.save_sandbox(&record) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         return Err(e);
     }
-    Ok(record)
+    tracing::info!(sandbox = %id, pid, "pod monitor started");
+    Ok(Shim { socket, record })
+}
+
+/// Shuts the sandbox's monitor down (SIGKILL if it does not go within 5 s); removes its socket.
+async fn stop_shim(inner: &Arc<Inner>, record: &SandboxRecord) -> Result<()> {
+    let socket = shim_socket(inner, &record.id);
+    let (pid, start) = (record.shim_pid, record.shim_start);
+    if process_alive(pid, start) {
+        let asked = {
+            let socket = socket.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::shim::call(&socket, &crate::shim::Request::Shutdown)
+            })
+            .await
+        };
+        if !matches!(asked, Ok(Ok(Ok(_)))) {
+            tracing::warn!(sandbox = %record.id, "the pod monitor did not take the shutdown request; killing it");
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        for i in 0..200 {
+            if !process_alive(pid, start) {
+                break;
+            }
+            if i == 100 {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if process_alive(pid, start) {
+            return Err(Error::Command(format!(
+                "sandbox {}: its monitor {pid} does not exit",
+                record.id
+            )));
+        }
+    }
+    let _ = std::fs::remove_file(socket);
+    Ok(())
 }
 
 /// One sandbox.
@@ -239,6 +353,7 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str) -> Result<()> {
     for container in crate::container::ids_of_sandbox(inner, id)? {
         crate::container::stop(inner, &container, Duration::ZERO).await?;
     }
+    stop_shim(inner, &inner.sandbox_record(id)?).await?;
     if process_alive(record.pid, record.pid_start) {
         let _ = kill(Pid::from_raw(record.pid as i32), Signal::SIGKILL);
         for _ in 0..100 {
@@ -254,6 +369,8 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str) -> Result<()> {
             )));
         }
     }
+    // Re-read: starting the monitor may have updated the record meanwhile.
+    record = inner.sandbox_record(id)?;
     if !record.stopped {
         record.stopped = true;
         inner.save_sandbox(&record)?;

@@ -96,6 +96,14 @@ pub(crate) fn remove_dir_all(dir: &Path) -> Result<()> {
     }
 }
 
+/// Sets `O_NONBLOCK` on `fd`.
+pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
 /// Points stdin and stdout at `/dev/null` (a detached helper after it reported on stdout).
 pub(crate) fn detach_stdio() {
     use std::os::fd::AsRawFd;

@@ -303,10 +303,14 @@ async fn pod_with_logs_exec_port_forward_and_cleanup() {
     assert!(!mounted(&bundle.join("rootfs")));
     assert!(!bundle.exists());
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/podway/{id}")).exists());
-    for key in ["pid", "shim_pid"] {
-        let pid = pid_of(&record, key).unwrap_or(0);
-        assert!(pid == 0 || !alive(pid as u32), "{key} {pid} still runs");
-    }
+    let pid = pid_of(&record, "pid").unwrap_or(0);
+    assert!(pid == 0 || !alive(pid as u32), "pid {pid} still runs");
+    // The pod's monitor outlives its containers: it goes with the sandbox.
+    let shim = pid_of(&record, "shim_pid").unwrap_or(0) as u32;
+    assert!(
+        alive(shim),
+        "the pod's monitor {shim} is gone with a container"
+    );
     assert!(f.rt().container(&id).await.is_err());
     f.rt()
         .remove_container(&id)
@@ -322,6 +326,10 @@ async fn pod_with_logs_exec_port_forward_and_cleanup() {
         Some(SandboxState::NotReady)
     );
     assert!(!alive(pause_pid));
+    assert!(
+        !alive(shim),
+        "the pod's monitor {shim} outlives its stopped sandbox"
+    );
     f.rt()
         .remove_sandbox(&sandbox)
         .await

@@ -205,10 +205,12 @@ impl Drop for Fixture {
             .flatten()
             .flatten()
         {
-            if let Some(pid) =
-                json(&entry.path().join("sandbox.json")).and_then(|r| pid_of(&r, "pid"))
-            {
-                kill(pid);
+            if let Some(record) = json(&entry.path().join("sandbox.json")) {
+                for key in ["pid", "shim_pid"] {
+                    if let Some(pid) = pid_of(&record, key) {
+                        kill(pid);
+                    }
+                }
             }
         }
     }
