@@ -9,6 +9,7 @@ use crate::negotiate::{self, Transport};
 
 pub mod client;
 mod connection;
+pub mod headers;
 mod legacy_ws;
 mod spdy_server;
 

@@ -1,12 +1,38 @@
-//! Replays every seed of `fuzz/corpus/ws_channel/` through the fuzz target's entry point, so CI
-//! exercises it on stable. With `PODWAY_WRITE_CORPUS=1` it first (re)writes the seeds: one
-//! message of each kind for each protocol (see [`podway_stream::fuzzing::ws_channel_message`]).
-use std::path::{Path, PathBuf};
+//! Replays every seed of `fuzz/corpus/ws_channel/` and `fuzz/corpus/portforward_headers/`
+//! through the fuzz targets' entry points, so CI exercises them on stable. With
+//! `PODWAY_WRITE_CORPUS=1` it first (re)writes the seeds (see [`podway_stream::fuzzing`]).
+use std::path::Path;
 
-use podway_stream::fuzzing::ws_channel_message;
+use podway_stream::fuzzing::{portforward_headers, ws_channel_message};
 
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/ws_channel")
+/// Writes `seeds` to `fuzz/corpus/<target>/` when asked, then runs `entry` on each seed and on
+/// every file of that folder (the fuzzer's finds too).
+fn replay(target: &str, seeds: &[(&str, Vec<u8>)], entry: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    if std::env::var_os("PODWAY_WRITE_CORPUS").is_some() {
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        for (name, seed) in seeds {
+            std::fs::write(dir.join(name), seed).expect("write seed");
+        }
+    }
+    // The seeds themselves, even where the corpus folder is missing.
+    for (_, seed) in seeds {
+        entry(seed);
+    }
+    let mut replayed = 0;
+    for entry_path in std::fs::read_dir(&dir).expect("corpus folder exists") {
+        let path = entry_path.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("read seed");
+        entry(&data);
+        replayed += 1;
+    }
+    assert!(
+        replayed >= seeds.len(),
+        "only {replayed} seeds in {}",
+        dir.display()
+    );
 }
 
 /// Selector bytes: binary, base64, v5 binary.
@@ -51,27 +77,61 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn ws_channel_corpus_replays() {
-    let dir = corpus();
-    if std::env::var_os("PODWAY_WRITE_CORPUS").is_some() {
-        std::fs::create_dir_all(&dir).expect("corpus dir");
-        for (name, seed) in seeds() {
-            std::fs::write(dir.join(name), seed).expect("write seed");
-        }
-    }
-    // The seeds themselves, even where the corpus folder is missing.
-    for (_, seed) in seeds() {
-        ws_channel_message(&seed);
-    }
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/ws_channel exists") {
-        let path = entry.expect("corpus entry").path();
-        let data = std::fs::read(&path).expect("read seed");
-        ws_channel_message(&data);
-        replayed += 1;
-    }
-    assert!(
-        replayed >= seeds().len(),
-        "only {replayed} seeds in {}",
-        dir.display()
+    replay("ws_channel", &seeds(), ws_channel_message);
+}
+
+/// Port-forward stream headers, one `name: value` per line.
+fn portforward_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let huge = format!(
+        "streamtype: data\nport: {}\nrequestid: {}\n",
+        "9".repeat(4096),
+        "1".repeat(4096)
+    );
+    [
+        ("data_valid", "streamtype: data\nport: 8080\nrequestid: 0\n"),
+        (
+            "error_valid",
+            "streamtype: error\nport: 8080\nrequestid: 0\n",
+        ),
+        ("data_no_request_id", "streamtype: data\nport: 80\n"),
+        ("error_uppercase", "StreamType: ERROR\nPort: 65535\n"),
+        ("missing_port", "streamtype: data\nrequestid: 1\n"),
+        ("missing_streamtype", "port: 8080\nrequestid: 1\n"),
+        ("port_zero", "streamtype: data\nport: 0\nrequestid: 2\n"),
+        (
+            "port_65536",
+            "streamtype: error\nport: 65536\nrequestid: 3\n",
+        ),
+        ("port_negative", "streamtype: data\nport: -80\n"),
+        ("port_plus", "streamtype: data\nport: +80\n"),
+        ("port_non_numeric", "streamtype: data\nport: http\n"),
+        ("port_empty", "streamtype: data\nport\n"),
+        ("streamtype_unknown", "streamtype: both\nport: 80\n"),
+        (
+            "duplicate_port",
+            "streamtype: data\nport: 80\nport: 0\nrequestid: 4\n",
+        ),
+        (
+            "duplicate_streamtype",
+            "streamtype: error\nstreamtype: data\nport: 80\n",
+        ),
+        (
+            "duplicate_requestid",
+            "streamtype: data\nport: 80\nrequestid: 5\nrequestid: 6\n",
+        ),
+        ("empty", ""),
+    ]
+    .into_iter()
+    .map(|(name, text)| (name, text.as_bytes().to_vec()))
+    .chain([("huge_values", huge.into_bytes())])
+    .collect()
+}
+
+#[test]
+fn portforward_headers_corpus_replays() {
+    replay(
+        "portforward_headers",
+        &portforward_seeds(),
+        portforward_headers,
     );
 }

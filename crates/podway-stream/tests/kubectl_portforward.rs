@@ -2,7 +2,6 @@
 //! plain SPDY (1.32 with websockets off, 1.28), and a refused connection.
 mod common;
 
-
 use common::FakeApi;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -8,6 +8,7 @@ use spdy::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::headers::{StreamHeaders, StreamType, parse_stream_headers};
 use super::{Dialer, PortForwardOptions, connection};
 use crate::negotiate::{self, PORTFORWARD, TUNNEL_PREFIX};
 use crate::spdy_conn::{CREATION_TIMEOUT, server_session, upgraded_session};
@@ -15,13 +16,6 @@ use crate::{Body, ws};
 
 /// Numbers sessions in error texts, like the `conn=` of the kubelet's messages.
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
-
-/// The two streams of one forwarded connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Error,
-    Data,
-}
 
 /// SPDY handshake, 101, and the session on a spawned task.
 pub(super) fn serve(
@@ -85,27 +79,19 @@ pub(crate) async fn run(
     dialer: Dialer,
 ) {
     let conn = SESSIONS.fetch_add(1, Ordering::Relaxed);
-    let mut pairs: HashMap<String, mpsc::Sender<(Kind, Stream)>> = HashMap::new();
+    let mut pairs: HashMap<String, mpsc::Sender<(StreamType, Stream)>> = HashMap::new();
     while let Some(pending) = incoming.accept().await {
-        let headers = pending.headers();
-        let port = headers
-            .get("port")
-            .and_then(|p| p.parse::<u16>().ok())
-            .filter(|p| *p > 0);
-        let kind = match headers.get("streamtype") {
-            Some(t) if t.eq_ignore_ascii_case("error") => Some(Kind::Error),
-            Some(t) if t.eq_ignore_ascii_case("data") => Some(Kind::Data),
-            _ => None,
-        };
-        let (Some(port), Some(kind)) = (port, kind) else {
-            tracing::warn!(headers = ?pending.headers(), "rejecting port-forward stream with invalid headers");
-            pending.reject();
-            continue;
-        };
-        let request = match headers.get("requestid") {
-            Some(r) => r.to_string(),
-            None if kind == Kind::Error => pending.id().to_string(),
-            None => pending.id().saturating_sub(2).to_string(),
+        let StreamHeaders {
+            stream_type: kind,
+            port,
+            request,
+        } = match parse_stream_headers(pending.headers(), pending.id()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(headers = ?pending.headers(), "rejecting port-forward stream: {e}");
+                pending.reject();
+                continue;
+            }
         };
         let stream = pending.accept();
         pairs.retain(|_, tx| !tx.is_closed());
@@ -139,25 +125,30 @@ async fn pair(
     conn: u64,
     request: String,
     port: u16,
-    first: (Kind, Stream),
-    mut rx: mpsc::Receiver<(Kind, Stream)>,
+    first: (StreamType, Stream),
+    mut rx: mpsc::Receiver<(StreamType, Stream)>,
     options: Arc<PortForwardOptions>,
     dialer: Dialer,
 ) {
     let (mut error, mut data) = (None, None);
-    let assign =
-        |(kind, stream): (Kind, Stream), error: &mut Option<Stream>, data: &mut Option<Stream>| {
-            let slot = if kind == Kind::Error { error } else { data };
-            if slot.is_some() {
-                tracing::warn!(
-                    "error processing stream for request {request}: {} stream already assigned",
-                    if kind == Kind::Error { "error" } else { "data" }
-                );
-                stream.reset(spdy::RstStatus::Cancel);
-            } else {
-                *slot = Some(stream);
-            }
+    let assign = |(kind, stream): (StreamType, Stream),
+                  error: &mut Option<Stream>,
+                  data: &mut Option<Stream>| {
+        let slot = if kind == StreamType::Error {
+            error
+        } else {
+            data
         };
+        if slot.is_some() {
+            tracing::warn!(
+                "error processing stream for request {request}: {} stream already assigned",
+                kind.as_str()
+            );
+            stream.reset(spdy::RstStatus::Cancel);
+        } else {
+            *slot = Some(stream);
+        }
+    };
     assign(first, &mut error, &mut data);
     let complete = tokio::time::timeout(CREATION_TIMEOUT, async {
         while error.is_none() || data.is_none() {
