@@ -6,7 +6,7 @@ use k8s_cri::v1 as cri;
 use podway_runtime::images::Image;
 use podway_runtime::{
     ContainerInfo, ContainerSpec, ContainerState, MountSpec, ResourceSpec, SandboxInfo,
-    SandboxSpec, SandboxState, SecuritySpec,
+    SandboxSpec, SandboxState, SeccompProfile, SecuritySpec,
 };
 
 /// CRI label/annotation map → the runtime's ordered map.
@@ -203,6 +203,7 @@ fn linux_id(field: &str, id: i64) -> Result<u32, tonic::Status> {
 pub(crate) fn security_spec(
     sc: cri::LinuxContainerSecurityContext,
 ) -> Result<SecuritySpec, tonic::Status> {
+    let seccomp = seccomp_profile(sc.seccomp.as_ref())?;
     let capabilities = sc.capabilities.unwrap_or_default();
     if !capabilities.add_ambient_capabilities.is_empty() {
         return Err(tonic::Status::invalid_argument(
@@ -233,7 +234,38 @@ pub(crate) fn security_spec(
         // absent list from an empty one).
         masked_paths: Some(sc.masked_paths).filter(|p| !p.is_empty()),
         readonly_paths: Some(sc.readonly_paths).filter(|p| !p.is_empty()),
+        seccomp,
     })
+}
+
+/// The seccomp profile from the CRI's `SecurityProfile` (none = unconfined, as the kubelet
+/// means it; the deprecated `seccomp_profile_path` is not read).
+fn seccomp_profile(
+    profile: Option<&cri::SecurityProfile>,
+) -> Result<SeccompProfile, tonic::Status> {
+    use cri::security_profile::ProfileType;
+    let Some(profile) = profile else {
+        return Ok(SeccompProfile::Unconfined);
+    };
+    match ProfileType::try_from(profile.profile_type) {
+        Ok(ProfileType::RuntimeDefault) => Ok(SeccompProfile::RuntimeDefault),
+        Ok(ProfileType::Unconfined) => Ok(SeccompProfile::Unconfined),
+        Ok(ProfileType::Localhost) => {
+            let path = Path::new(&profile.localhost_ref);
+            if path.is_absolute() {
+                Ok(SeccompProfile::Localhost(path.to_path_buf()))
+            } else {
+                Err(tonic::Status::invalid_argument(format!(
+                    "seccomp localhost profile {:?} is not an absolute path",
+                    profile.localhost_ref
+                )))
+            }
+        }
+        Err(_) => Err(tonic::Status::invalid_argument(format!(
+            "unknown seccomp profile type {}",
+            profile.profile_type
+        ))),
+    }
 }
 
 /// The runtime's limits from CRI resources, where 0 (or an empty string) means "not set", as

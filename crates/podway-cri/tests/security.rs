@@ -454,3 +454,147 @@ async fn bad_security_values_are_invalid_arguments() {
 
     daemon.stop().await.unwrap();
 }
+
+/// The `Seccomp:` mode of a process in the container (0 = none, 2 = filter).
+async fn seccomp_mode(c: &mut Clients, id: &str, pid: &str) -> String {
+    let (code, status, _) = exec(c, id, &["cat", &format!("/proc/{pid}/status")]).await;
+    assert_eq!(code, 0);
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .unwrap_or_else(|| panic!("no Seccomp in {status}"))
+        .trim()
+        .to_owned()
+}
+
+fn seccomp(
+    profile_type: cri::security_profile::ProfileType,
+    localhost_ref: &str,
+) -> cri::LinuxContainerConfig {
+    security(cri::LinuxContainerSecurityContext {
+        seccomp: Some(cri::SecurityProfile {
+            profile_type: profile_type as i32,
+            localhost_ref: localhost_ref.to_owned(),
+        }),
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seccomp_profiles_filter_the_container_and_its_execs() {
+    use cri::security_profile::ProfileType;
+    let daemon = Daemon::start().await;
+    let mut c = daemon.clients.clone();
+    let pod = sandbox(&mut c, &daemon, "seccomp").await;
+
+    // Unconfined (and no profile at all): no filter; a new user namespace is allowed.
+    let plain = run(&mut c, &pod, "plain", seccomp(ProfileType::Unconfined, "")).await;
+    assert_eq!(seccomp_mode(&mut c, &plain, "1").await, "0");
+    let (code, _, err) = exec(&mut c, &plain, &["unshare", "-U", "true"]).await;
+    assert_eq!(code, 0, "{err}");
+
+    // RuntimeDefault: the init and every exec are filtered; user namespaces and swapoff are
+    // refused, ordinary work is not.
+    let default = run(
+        &mut c,
+        &pod,
+        "default",
+        seccomp(ProfileType::RuntimeDefault, ""),
+    )
+    .await;
+    assert_eq!(seccomp_mode(&mut c, &default, "1").await, "2");
+    assert_eq!(seccomp_mode(&mut c, &default, "self").await, "2");
+    let (code, _, err) = exec(&mut c, &default, &["unshare", "-U", "true"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let (code, _, err) = exec(&mut c, &default, &["swapoff", "-a"]).await;
+    assert_ne!(code, 0, "{err}");
+    let (code, out, err) = exec(&mut c, &default, &["sh", "-c", "mkdir /tmp/d && echo ok"]).await;
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+
+    // Localhost: the profile file on the host decides (here: mkdir fails with EACCES).
+    let profile = daemon.dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let local = run(
+        &mut c,
+        &pod,
+        "local",
+        seccomp(ProfileType::Localhost, profile.to_str().unwrap()),
+    )
+    .await;
+    let (code, _, err) = exec(&mut c, &local, &["mkdir", "/tmp/d"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Permission denied"), "{err}");
+
+    // A profile that isn't there, or isn't absolute, is refused up front, naming it.
+    let missing = daemon.dir.path().join("missing.json");
+    let err = create(
+        &mut c,
+        &pod,
+        "missing",
+        seccomp(ProfileType::Localhost, missing.to_str().unwrap()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("missing.json"), "{}", err.message());
+    let err = create(
+        &mut c,
+        &pod,
+        "relative",
+        seccomp(ProfileType::Localhost, "p.json"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_containers_see_the_host_devices() {
+    let daemon = Daemon::start().await;
+    let mut c = daemon.clients.clone();
+    let pod = sandbox(&mut c, &daemon, "devices").await;
+    // A host device outside the standard set every container gets.
+    let host_device = ["/dev/kmsg", "/dev/loop-control", "/dev/mem", "/dev/fuse"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).exists())
+        .expect("a host device to look for");
+    let plain = run(&mut c, &pod, "plain", security(Default::default())).await;
+    let (code, _, _) = exec(&mut c, &plain, &["test", "-c", host_device]).await;
+    assert_ne!(code, 0, "an unprivileged container sees {host_device}");
+    let privileged = run(
+        &mut c,
+        &pod,
+        "privileged",
+        cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                privileged: true,
+                // A privileged container is never filtered, whatever it asks.
+                seccomp: Some(cri::SecurityProfile::default()),
+                ..Default::default()
+            }),
+            resources: None,
+        },
+    )
+    .await;
+    let (code, _, err) = exec(&mut c, &privileged, &["test", "-c", host_device]).await;
+    assert_eq!(
+        code, 0,
+        "{host_device} missing in the privileged container: {err}"
+    );
+    assert_eq!(seccomp_mode(&mut c, &privileged, "1").await, "0");
+    let (code, out, _) = exec(&mut c, &privileged, &["ls", "/dev/pts"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ptmx"),
+        "the container keeps its own devpts: {out}"
+    );
+    daemon.stop().await.unwrap();
+}

@@ -199,6 +199,23 @@ pub struct SecuritySpec {
     pub masked_paths: Option<Vec<String>>,
     /// Paths mounted read-only inside the container; `None` = the default set.
     pub readonly_paths: Option<Vec<String>>,
+    /// The system-call filter (none for a privileged container, whatever is asked).
+    #[serde(default)]
+    pub seccomp: SeccompProfile,
+}
+
+/// A container's seccomp profile (the CRI's `SecurityProfile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SeccompProfile {
+    /// No filter.
+    #[default]
+    Unconfined,
+    /// podway's default filter: system calls that reach past the container (kernel modules,
+    /// reboot, clocks, keyrings, mounts, new user namespaces, BPF, io_uring…) fail with EPERM.
+    RuntimeDefault,
+    /// An OCI seccomp profile (JSON, as in `config.json`'s `linux.seccomp`) read from this file
+    /// on the host.
+    Localhost(std::path::PathBuf),
 }
 
 /// cgroup limits of a container (the CRI's `LinuxContainerResources`); `None` = not limited.

@@ -190,6 +190,7 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         .map_err(oci)?;
     crate::resources::apply(&p.spec.resources, &mut resources);
     let (masked_paths, readonly_paths) = crate::security::masked_and_readonly_paths(security);
+    let seccomp = crate::security::seccomp(security)?;
 
     let mut spec = Spec::default();
     spec.set_hostname(None);
@@ -207,6 +208,10 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
     linux.set_resources(Some(resources));
     linux.set_masked_paths(Some(masked_paths));
     linux.set_readonly_paths(Some(readonly_paths));
+    linux.set_seccomp(seccomp);
+    if security.privileged {
+        linux.set_devices(Some(crate::security::host_devices()));
+    }
     linux.set_cgroups_path(Some(PathBuf::from(format!("/podway/{}", p.id))));
     spec.set_linux(Some(linux));
     Ok(spec)

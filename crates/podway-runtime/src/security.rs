@@ -5,9 +5,13 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 
-use oci_spec::runtime::Capability;
+use oci_spec::runtime::{
+    Arch, Capability, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxSeccomp,
+    LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscallBuilder,
+};
 
-use crate::{Error, Result, SecuritySpec};
+use crate::{Error, Result, SeccompProfile, SecuritySpec};
 
 /// Capabilities every unprivileged container gets (containerd's default set).
 const DEFAULT_CAPS: [Capability; 14] = [
@@ -279,6 +283,240 @@ pub(crate) fn masked_and_readonly_paths(security: &SecuritySpec) -> (Vec<String>
             oci_spec::runtime::get_default_readonly_paths,
         ),
     )
+}
+
+/// System calls podway's `RuntimeDefault` filter refuses with EPERM, each group unless the
+/// container holds the capability that guards it (as Docker's default profile does): they act
+/// on the host beyond the container (kernel modules, kexec, reboot, clocks, accounting, raw
+/// I/O ports), mount or pivot filesystems, open files by handle, or read other processes'
+/// memory. The ungated group reaches kernel interfaces containers have no use for (keyrings,
+/// BPF, perf, io_uring, userfaultfd, swap, obsolete calls). Names a kernel or architecture lacks
+/// are skipped by the OCI runtime.
+const DENIED_SYSCALLS: &[(Option<Capability>, &[&str])] = &[
+    (
+        Some(Capability::SysAdmin),
+        &[
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "pivot_root",
+            "quotactl",
+            "quotactl_fd",
+            "setns",
+            "umount",
+            "umount2",
+        ],
+    ),
+    (
+        Some(Capability::SysModule),
+        &[
+            "create_module",
+            "delete_module",
+            "finit_module",
+            "init_module",
+        ],
+    ),
+    (
+        Some(Capability::SysBoot),
+        &["kexec_file_load", "kexec_load", "reboot"],
+    ),
+    (
+        Some(Capability::SysTime),
+        &[
+            "adjtimex",
+            "clock_adjtime",
+            "clock_settime",
+            "settimeofday",
+            "stime",
+        ],
+    ),
+    (
+        Some(Capability::SysPtrace),
+        &["kcmp", "process_vm_readv", "process_vm_writev"],
+    ),
+    (Some(Capability::SysRawio), &["ioperm", "iopl"]),
+    (Some(Capability::SysPacct), &["acct"]),
+    (Some(Capability::Syslog), &["syslog"]),
+    (Some(Capability::DacReadSearch), &["open_by_handle_at"]),
+    (
+        None,
+        &[
+            "add_key",
+            "bpf",
+            "get_kernel_syms",
+            "io_uring_enter",
+            "io_uring_register",
+            "io_uring_setup",
+            "keyctl",
+            "name_to_handle_at",
+            "nfsservctl",
+            "perf_event_open",
+            "query_module",
+            "request_key",
+            "swapoff",
+            "swapon",
+            "_sysctl",
+            "sysfs",
+            "uselib",
+            "userfaultfd",
+            "ustat",
+            "vm86",
+            "vm86old",
+        ],
+    ),
+];
+
+/// `CLONE_NEWUSER`: creating a user namespace opens most of the kernel's privileged code to
+/// the container, so `clone` and `unshare` with it fail.
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+
+/// The OCI seccomp filter of a container: none when privileged (as containerd) or Unconfined,
+/// podway's default filter for `RuntimeDefault`, the file's profile for `Localhost`.
+pub(crate) fn seccomp(security: &SecuritySpec) -> Result<Option<LinuxSeccomp>> {
+    if security.privileged {
+        return Ok(None);
+    }
+    match &security.seccomp {
+        SeccompProfile::Unconfined => Ok(None),
+        SeccompProfile::RuntimeDefault => default_seccomp(&capabilities(security)?).map(Some),
+        SeccompProfile::Localhost(path) => {
+            let text = std::fs::read(path).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "cannot read the seccomp profile {}: {e}",
+                    path.display()
+                ))
+            })?;
+            serde_json::from_slice(&text).map(Some).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "the seccomp profile {} is not an OCI seccomp profile: {e}",
+                    path.display()
+                ))
+            })
+        }
+    }
+}
+
+fn default_seccomp(held: &HashSet<Capability>) -> Result<LinuxSeccomp> {
+    let oci =
+        |e: oci_spec::OciSpecError| Error::Command(format!("building the seccomp filter: {e}"));
+    let eperm = |names: Vec<String>, args: Option<Vec<LinuxSeccompArg>>| {
+        let mut b = LinuxSyscallBuilder::default()
+            .names(names)
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(nix::errno::Errno::EPERM as u32);
+        if let Some(args) = args {
+            b = b.args(args);
+        }
+        b.build().map_err(oci)
+    };
+    let new_user_namespace = |index: usize| {
+        LinuxSeccompArgBuilder::default()
+            .index(index)
+            .value(CLONE_NEWUSER)
+            .value_two(CLONE_NEWUSER)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+            .build()
+            .map_err(oci)
+    };
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let denied: Vec<&str> = DENIED_SYSCALLS
+        .iter()
+        .filter(|(guard, _)| guard.is_none_or(|cap| !held.contains(&cap)))
+        .flat_map(|(_, calls)| calls.iter().copied())
+        .collect();
+    let mut syscalls = vec![eperm(names(&denied), None)?];
+    if !held.contains(&Capability::SysAdmin) {
+        // clone's flags are its first argument on x86 and x86-64.
+        syscalls.push(eperm(
+            names(&["clone", "unshare"]),
+            Some(vec![new_user_namespace(0)?]),
+        )?);
+        // clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc fall back
+        // to clone, which the rule above checks.
+        syscalls.push(
+            LinuxSyscallBuilder::default()
+                .names(names(&["clone3"]))
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(nix::errno::Errno::ENOSYS as u32)
+                .build()
+                .map_err(oci)?,
+        );
+    }
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(vec![
+            Arch::ScmpArchX86_64,
+            Arch::ScmpArchX86,
+            Arch::ScmpArchX32,
+        ])
+        .syscalls(syscalls)
+        .build()
+        .map_err(oci)
+}
+
+/// Folders of the host's `/dev` a privileged container does not get: they are mounted anew in
+/// every container (or are private to the host's device manager).
+const SKIPPED_DEV_DIRS: [&str; 6] = ["pts", "shm", "mqueue", "fd", ".lxc", ".udev"];
+
+/// The host's device nodes (character and block, below `/dev`), for a privileged container.
+pub(crate) fn host_devices() -> Vec<LinuxDevice> {
+    let mut devices = Vec::new();
+    collect_devices(Path::new("/dev"), &mut devices);
+    devices.sort_by(|a, b| a.path().cmp(b.path()));
+    devices
+}
+
+fn collect_devices(dir: &Path, devices: &mut Vec<LinuxDevice>) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            let skipped = dir == Path::new("/dev")
+                && SKIPPED_DEV_DIRS.iter().any(|d| entry.file_name() == *d);
+            if !skipped {
+                collect_devices(&path, devices);
+            }
+            continue;
+        }
+        // The console and the pty multiplexer belong to the container's own terminal and
+        // devpts instance.
+        if path == Path::new("/dev/console") || path == Path::new("/dev/ptmx") {
+            continue;
+        }
+        let typ = if file_type.is_char_device() {
+            LinuxDeviceType::C
+        } else if file_type.is_block_device() {
+            LinuxDeviceType::B
+        } else {
+            continue;
+        };
+        let rdev = meta.rdev();
+        let device = LinuxDeviceBuilder::default()
+            .path(path)
+            .typ(typ)
+            .major(i64::from(nix::sys::stat::major(rdev) as u32))
+            .minor(i64::from(nix::sys::stat::minor(rdev) as u32))
+            .file_mode(meta.mode() & 0o7777)
+            .uid(meta.uid())
+            .gid(meta.gid())
+            .build();
+        if let Ok(device) = device {
+            devices.push(device);
+        }
+    }
 }
 
 #[cfg(test)]
