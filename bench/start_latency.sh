@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Container start latency, in the same run and interleaved round by round:
+#   runtime   Runtime::create_container + start_container of a busybox `sleep` in an existing
+#             sandbox, until the process has exec'd `sleep` (/proc/PID/comm)
+#   runc      the floor: the same image's snapshots on an overlayfs mount, the config.json the
+#             runtime wrote for the same container, bare `runc run -d`, until `sleep` runs
+#   sandbox   Runtime::run_sandbox (`podway pause`: net/ipc/uts namespaces, lo up; pod files, shm)
+#   unshare   its floor: `unshare --net --ipc --uts true`
+# with the breakdown of both container starts. Every container, bundle, mount and sandbox is
+# removed after its round. Prints a markdown table: median, p90, min, median over the floor's.
+# Needs root, runc, umoci, busybox-static, util-linux's unshare (scripts/install-deps.sh).
+#
+#   bench/start_latency.sh [N]      (default 50 rounds; release build)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+rounds=${1:-50}
+cd "$root"
+
+work=$(mktemp -d /tmp/podway-start-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# A copy of the binary: another build of the shared target dir may replace it meanwhile.
+cargo build --release -q -p podway
+cp "$(cargo metadata -q --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/podway" "$work/podway"
+test_bin=$(cargo test --release -p podway-runtime --test start_bench --no-run \
+  --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*start_bench-[^"]*"' |
+  tail -n 1 | cut -d'"' -f4)
+[ -x "$test_bin" ] || { echo "start_bench test binary not found" >&2; exit 1; }
+
+echo "container start latency, release build, $rounds rounds, $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
+echo "tree: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (+ uncommitted changes)');" \
+  "load before:$(uptime | sed 's/.*load average://')"
+echo
+PODWAY_BIN="$work/podway" START_BENCH_N="$rounds" \
+  "$test_bin" --ignored --nocapture --test-threads=1 container_start_latency | grep '^|'
+echo
+echo "load after:$(uptime | sed 's/.*load average://')"
