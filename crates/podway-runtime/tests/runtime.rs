@@ -959,3 +959,298 @@ async fn layered_image_with_whiteouts_and_gzip() {
         "{err:?}"
     );
 }
+
+/// An attach session to a container with stdin, stdout and stderr, run on a task.
+struct Session {
+    stdin: Option<tokio::io::DuplexStream>,
+    stdout: tokio::io::DuplexStream,
+    stderr: tokio::io::DuplexStream,
+    seen: Vec<u8>,
+    task: tokio::task::JoinHandle<podway_runtime::Result<()>>,
+}
+
+impl Session {
+    fn open(rt: &Runtime, id: &str) -> Session {
+        let (stdin, attach_in) = tokio::io::duplex(1 << 16);
+        let (attach_out, stdout) = tokio::io::duplex(1 << 20);
+        let (attach_err, stderr) = tokio::io::duplex(1 << 20);
+        let io = ProcessIo {
+            stdin: Some(Box::new(attach_in)),
+            stdout: Some(Box::new(attach_out)),
+            stderr: Some(Box::new(attach_err)),
+            resize: None,
+        };
+        let task = tokio::spawn({
+            let (rt, id) = (rt.clone(), id.to_string());
+            async move { rt.attach(&id, io).await }
+        });
+        Session {
+            stdin: Some(stdin),
+            stdout,
+            stderr,
+            seen: Vec::new(),
+            task,
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .unwrap_or_else(|| panic!("stdin closed"));
+        stdin
+            .write_all(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Reads stdout until `expect` shows.
+    async fn expect(&mut self, expect: &str) {
+        let mut buf = [0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            while !String::from_utf8_lossy(&self.seen).contains(expect) {
+                match self.stdout.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(
+            read.is_ok() && String::from_utf8_lossy(&self.seen).contains(expect),
+            "no {expect:?} from attach, got {:?}",
+            String::from_utf8_lossy(&self.seen)
+        );
+    }
+
+    /// Ends stdin and waits for the session to end (the container exits); returns its stderr.
+    async fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let ended = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+        assert!(
+            matches!(ended, Ok(Ok(Ok(())))),
+            "the attach session did not end well: {ended:?}"
+        );
+        let mut err = Vec::new();
+        let _ = self.stderr.read_to_end(&mut err).await;
+        String::from_utf8_lossy(&err).into_owned()
+    }
+}
+
+/// The exited state of container `id`, once it is.
+async fn exited(rt: &Runtime, id: &str) -> podway_runtime::ContainerInfo {
+    eventually("the container to exit", || {
+        let c = futures_lite_block(rt.container(id))?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await
+}
+
+/// The pid of the pod's monitor a container's record names.
+fn shim_of_container(f: &Fixture, id: &str) -> u32 {
+    let record = json(
+        &f.config
+            .data_dir
+            .join("containers")
+            .join(id)
+            .join("container.json"),
+    )
+    .unwrap_or_default();
+    pid_of(&record, "shim_pid").unwrap_or(0) as u32
+}
+
+#[tokio::test]
+async fn one_shim_per_pod_serves_three_containers_and_goes_with_the_pod() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("trio").await;
+    let shims = shims_of(&sandbox);
+    assert_eq!(shims.len(), 1, "one monitor with the sandbox: {shims:?}");
+    let shim = shims[0];
+
+    let echo = |name: &str, code: i32| {
+        format!("while read l; do echo {name}:$l; echo {name}-err:$l >&2; done; exit {code}")
+    };
+    let with_stdin = |s: &mut ContainerSpec| {
+        s.stdin = true;
+        s.stdin_once = true;
+    };
+    let one = f
+        .container_with(&sandbox, "one", &["sh", "-c", &echo("one", 3)], with_stdin)
+        .await;
+    let two = f
+        .container_with(&sandbox, "two", &["sh", "-c", &echo("two", 5)], with_stdin)
+        .await;
+    let three = f
+        .container(
+            &sandbox,
+            "three",
+            &["sh", "-c", "echo three; echo oops >&2; exit 7"],
+        )
+        .await;
+    assert_eq!(shims_of(&sandbox), [shim], "still one monitor for the pod");
+    for id in [&one, &two, &three] {
+        assert_eq!(shim_of_container(&f, id), shim);
+    }
+
+    // Attached to two containers at once: each gets its own container's output.
+    let mut a = Session::open(f.rt(), &one);
+    let mut b = Session::open(f.rt(), &two);
+    a.send(b"x\n").await;
+    b.send(b"y\n").await;
+    a.expect("one:x\n").await;
+    b.expect("two:y\n").await;
+    b.send(b"z\n").await;
+    a.send(b"w\n").await;
+    b.expect("two:z\n").await;
+    a.expect("one:w\n").await;
+    assert_eq!(String::from_utf8_lossy(&a.seen), "one:x\none:w\n");
+    assert_eq!(String::from_utf8_lossy(&b.seen), "two:y\ntwo:z\n");
+    // stdin_once: ending the session's stdin ends the container.
+    let (err_a, err_b) = tokio::join!(a.finish(), b.finish());
+    assert_eq!(err_a, "one-err:x\none-err:w\n");
+    assert_eq!(err_b, "two-err:y\ntwo-err:z\n");
+
+    for (id, name, code, lines) in [(&one, "one", 3, ["x", "w"]), (&two, "two", 5, ["y", "z"])] {
+        let c = exited(f.rt(), id).await;
+        assert_eq!((c.exit_code, c.reason.as_str()), (code, "Error"));
+        let records = log_records(&f.log_path(name));
+        let of = |stream: &str| -> Vec<String> {
+            records
+                .iter()
+                .filter(|(s, t, _)| s == stream && t == "F")
+                .map(|(_, _, c)| c.clone())
+                .collect()
+        };
+        assert_eq!(of("stdout"), lines.map(|l| format!("{name}:{l}")));
+        assert_eq!(of("stderr"), lines.map(|l| format!("{name}-err:{l}")));
+        assert_eq!(records.len(), 4, "{records:?}");
+    }
+    let c = exited(f.rt(), &three).await;
+    assert_eq!(c.exit_code, 7);
+    let mut records = log_records(&f.log_path("three"));
+    records.sort();
+    assert_eq!(
+        records,
+        [
+            ("stderr".into(), "F".into(), "oops".into()),
+            ("stdout".into(), "F".into(), "three".into())
+        ]
+    );
+    // Their monitor stays for the pod's next containers.
+    assert_eq!(shims_of(&sandbox), [shim]);
+
+    // Removing the pod removes its monitor, its sockets and its folder.
+    f.rt()
+        .remove_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("remove_sandbox: {e}"));
+    assert!(shims_of(&sandbox).is_empty());
+    assert!(!alive(shim));
+    for dir in ["shims", "attach"] {
+        let left: Vec<_> = std::fs::read_dir(f.config.state_dir.join(dir))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {dir}: {left:?}");
+    }
+    assert!(!f.config.data_dir.join("sandboxes").join(&sandbox).exists());
+}
+
+/// The numbers of `NAME N` lines of a counting container's log: all of them, in order.
+fn counted(f: &Fixture, name: &str) -> Vec<u64> {
+    log_records(&f.log_path(name))
+        .into_iter()
+        .filter_map(|(s, t, c)| {
+            let n = c.strip_prefix(&format!("{name} "))?.parse().ok()?;
+            (s == "stdout" && t == "F").then_some(n)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn runtime_restart_keeps_the_pod_shim_and_whole_logs() {
+    let mut f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("steady").await;
+    let count =
+        |name: &str| format!("i=0; while true; do echo {name} $i; i=$((i+1)); sleep 0.05; done");
+    let a = f.container(&sandbox, "a", &["sh", "-c", &count("a")]).await;
+    let b = f.container(&sandbox, "b", &["sh", "-c", &count("b")]).await;
+    let shim = shim_of_container(&f, &a);
+    assert_eq!(shims_of(&sandbox), [shim]);
+    eventually("some lines", || (counted(&f, "b").len() > 3).then_some(())).await;
+
+    // The runtime goes away for a while; the containers and their monitor do not.
+    f.runtime = None;
+    let before = [counted(&f, "a").len(), counted(&f, "b").len()];
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let during = [counted(&f, "a").len(), counted(&f, "b").len()];
+    assert!(
+        during[0] > before[0] && during[1] > before[1],
+        "no lines written while the runtime was down"
+    );
+    f.runtime = Some(
+        Runtime::open(f.config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("reopen: {e}")),
+    );
+    for id in [&a, &b] {
+        let c = f.rt().container(id).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.state, ContainerState::Running);
+    }
+    // A new container of the pod goes to the same monitor.
+    let c = f
+        .container(&sandbox, "c", &["sh", "-c", "echo new; sleep 1000"])
+        .await;
+    assert_eq!(shim_of_container(&f, &c), shim);
+    assert_eq!(shims_of(&sandbox), [shim]);
+    eventually("the new container's log", || {
+        log_records(&f.log_path("c"))
+            .contains(&("stdout".into(), "F".into(), "new".into()))
+            .then_some(())
+    })
+    .await;
+    for (id, name, during) in [(&a, "a", during[0]), (&b, "b", during[1])] {
+        f.rt()
+            .stop_container(id, Duration::ZERO)
+            .await
+            .unwrap_or_else(|e| panic!("stop: {e}"));
+        assert_eq!(exited(f.rt(), id).await.exit_code, 137);
+        let numbers = counted(&f, name);
+        let expected: Vec<u64> = (0..numbers.len() as u64).collect();
+        assert_eq!(numbers, expected, "the log of {name} has gaps");
+        assert!(
+            numbers.len() > during,
+            "{name}: {} lines at the end, {during} while the runtime was down",
+            numbers.len()
+        );
+    }
+
+    // A killed monitor: its containers are reported exited once their processes go, and the
+    // pod's next container gets a new monitor.
+    // SAFETY: kill(2) with a plain pid and signal.
+    unsafe { libc::kill(shim as i32, libc::SIGKILL) };
+    eventually("the monitor to go", || (!alive(shim)).then_some(())).await;
+    f.rt()
+        .stop_container(&c, Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    let info = exited(f.rt(), &c).await;
+    assert_eq!((info.exit_code, info.reason.as_str()), (255, "Unknown"));
+    let d = f
+        .container(&sandbox, "d", &["sh", "-c", "echo again; exit 2"])
+        .await;
+    let new_shim = shim_of_container(&f, &d);
+    assert!(new_shim != shim && new_shim != 0);
+    assert_eq!(shims_of(&sandbox), [new_shim]);
+    assert_eq!(exited(f.rt(), &d).await.exit_code, 2);
+    assert_eq!(
+        log_records(&f.log_path("d")),
+        [("stdout".into(), "F".into(), "again".into())]
+    );
+    f.rt()
+        .remove_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("remove_sandbox: {e}"));
+    assert!(shims_of(&sandbox).is_empty());
+}

@@ -253,3 +253,44 @@ pub fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Pids of the live `podway shim` processes serving sandbox `sandbox`.
+pub fn shims_of(sandbox: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_shim = args.get(1) == Some(&&b"shim"[..])
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"--sandbox" && w[1] == sandbox.as_bytes());
+        if is_shim && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The records of a CRI log file as `(stream, tag, content)`.
+pub fn log_records(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let _time = parts.next()?;
+            Some((
+                parts.next()?.to_string(),
+                parts.next()?.to_string(),
+                parts.next().unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
