@@ -2,7 +2,8 @@
 //!
 //! Each direction of a session owns one [`HeaderEncoder`] or [`HeaderDecoder`] for its whole life:
 //! the zlib stream is never reset, every block ends with a sync flush, and only the first block
-//! carries the zlib header with the dictionary id.
+//! carries the zlib header with the dictionary id. The encoder holds only the stream's last 2 KiB
+//! between blocks (see [`HeaderEncoder`]); the decoder's inflater is created by the first block.
 
 use bytes::{BufMut, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -148,61 +149,135 @@ fn take_bytes<'a>(src: &mut &'a [u8]) -> Result<&'a [u8], HeaderError> {
     Ok(bytes)
 }
 
+/// log2 of the window our deflater may refer back into. Header blocks are a few hundred bytes,
+/// so 2 KiB (the whole SPDY dictionary plus the latest blocks) compresses them about as well as
+/// 32 KiB would; any inflater accepts it (a window only bounds back-reference distances).
+const WINDOW_BITS: u8 = 11;
+/// The uncompressed history kept between blocks: the most our deflater can refer back to.
+const HISTORY: usize = 1 << WINDOW_BITS;
+
 /// The compressing side of one direction of a session.
+///
+/// It keeps no zlib context between blocks (a deflater costs some 300 KiB, most of an idle
+/// session). Each block is compressed by the thread's raw deflater (2 KiB window), reset and
+/// primed with the last 2 KiB of what this stream has carried so far (at first, the
+/// dictionary), and ends with a sync flush; the first block is preceded by the zlib header naming the SPDY
+/// dictionary. The peer's single inflater sees one continuous zlib stream.
 pub struct HeaderEncoder {
-    zlib: Compress,
+    /// The last [`HISTORY`] uncompressed bytes of the stream, the dictionary included.
+    history: Vec<u8>,
+    /// Uncompressed bytes compressed so far (the zlib header is due while 0).
+    total_in: u64,
 }
 
 impl std::fmt::Debug for HeaderEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeaderEncoder")
-            .field("total_in", &self.zlib.total_in())
+            .field("total_in", &self.total_in)
             .finish()
     }
 }
 
 impl HeaderEncoder {
-    /// A fresh zlib stream at level 9 with the SPDY/3 dictionary preset.
+    /// A fresh zlib stream with the SPDY/3 dictionary preset.
     pub fn new() -> Result<Self, HeaderError> {
-        let mut zlib = Compress::new(Compression::best(), true);
-        zlib.set_dictionary(&DICTIONARY)
-            .map_err(|e| HeaderError::Compress(e.to_string()))?;
-        Ok(HeaderEncoder { zlib })
+        Ok(HeaderEncoder {
+            history: DICTIONARY[DICTIONARY.len().saturating_sub(HISTORY)..].to_vec(),
+            total_in: 0,
+        })
     }
 
     /// Compresses `headers` as the next block of this stream and appends it to `dst`, ending with
     /// a sync flush.
     pub fn encode(&mut self, headers: &Headers, dst: &mut BytesMut) -> Result<(), HeaderError> {
         let nv = encode_nv(headers)?;
-        let mut chunk = [0u8; 4096];
-        let mut consumed = 0;
-        loop {
-            let in_before = self.zlib.total_in();
-            let out_before = self.zlib.total_out();
-            self.zlib
-                .compress(&nv[consumed..], &mut chunk, FlushCompress::Sync)
-                .map_err(|e| HeaderError::Compress(e.to_string()))?;
-            consumed += (self.zlib.total_in() - in_before) as usize;
-            let produced = (self.zlib.total_out() - out_before) as usize;
-            dst.put_slice(&chunk[..produced]);
-            // The flush is complete once all input is taken and zlib left output space unused.
-            if consumed == nv.len() && produced < chunk.len() {
-                return Ok(());
-            }
+        if self.total_in == 0 {
+            put_zlib_header(dst);
+        }
+        DEFLATER.with_borrow_mut(|zlib| {
+            let zlib = zlib.get_or_insert_with(|| {
+                Compress::new_with_window_bits(Compression::best(), false, WINDOW_BITS)
+            });
+            zlib.reset();
+            deflate_block(zlib, &self.history, &nv, dst)
+        })?;
+        self.total_in += nv.len() as u64;
+        remember(&mut self.history, &nv);
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The raw deflater every encoder on this thread borrows for one block at a time (one zlib
+    /// context per thread rather than per session direction).
+    static DEFLATER: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses `nv` with `zlib` (a reset raw deflater) after priming it with `history`, appending
+/// the output and a sync flush to `dst`.
+fn deflate_block(
+    zlib: &mut Compress,
+    history: &[u8],
+    nv: &[u8],
+    dst: &mut BytesMut,
+) -> Result<(), HeaderError> {
+    zlib.set_dictionary(history)
+        .map_err(|e| HeaderError::Compress(e.to_string()))?;
+    let mut chunk = [0u8; 4096];
+    let mut consumed = 0;
+    loop {
+        let in_before = zlib.total_in();
+        let out_before = zlib.total_out();
+        zlib.compress(&nv[consumed..], &mut chunk, FlushCompress::Sync)
+            .map_err(|e| HeaderError::Compress(e.to_string()))?;
+        consumed += (zlib.total_in() - in_before) as usize;
+        let produced = (zlib.total_out() - out_before) as usize;
+        dst.put_slice(&chunk[..produced]);
+        // The flush is complete once all input is taken and zlib left output space unused.
+        if consumed == nv.len() && produced < chunk.len() {
+            return Ok(());
         }
     }
 }
 
+/// Appends `block` to `history`, keeping its last [`HISTORY`] bytes.
+fn remember(history: &mut Vec<u8>, block: &[u8]) {
+    if block.len() >= HISTORY {
+        history.clear();
+        history.extend_from_slice(&block[block.len() - HISTORY..]);
+        return;
+    }
+    let excess = (history.len() + block.len()).saturating_sub(HISTORY);
+    history.drain(..excess);
+    history.extend_from_slice(block);
+}
+
+/// The zlib stream header (RFC 1950) a level-9 zlib writes with the SPDY dictionary preset:
+/// deflate with a 32 KiB window, maximum compression, FDICT, then the dictionary's Adler-32.
+fn put_zlib_header(dst: &mut BytesMut) {
+    const CMF: u8 = 0x78; // deflate, 32 KiB window (the most any inflater needs to accept)
+    const FLEVEL_FDICT: u8 = 0b1110_0000; // level 3 (maximum), preset dictionary
+    let check = (31 - ((u16::from(CMF) << 8) | u16::from(FLEVEL_FDICT)) % 31) % 31;
+    dst.put_u8(CMF);
+    dst.put_u8(FLEVEL_FDICT | check as u8);
+    dst.put_u32(DICTIONARY_ADLER32);
+}
+
 /// The decompressing side of one direction of a session.
 pub struct HeaderDecoder {
-    zlib: Decompress,
+    /// The inflater, created by the first block (an idle session that never receives headers
+    /// does not pay for its 32 KiB window).
+    zlib: Option<Decompress>,
     max: usize,
 }
 
 impl std::fmt::Debug for HeaderDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeaderDecoder")
-            .field("total_in", &self.zlib.total_in())
+            .field(
+                "total_in",
+                &self.zlib.as_ref().map_or(0, Decompress::total_in),
+            )
             .field("max", &self.max)
             .finish()
     }
@@ -217,10 +292,7 @@ impl Default for HeaderDecoder {
 impl HeaderDecoder {
     /// A fresh inflater that accepts decompressed blocks of at most `max` bytes.
     pub fn new(max: usize) -> Self {
-        HeaderDecoder {
-            zlib: Decompress::new(true),
-            max,
-        }
+        HeaderDecoder { zlib: None, max }
     }
 
     /// Decompresses the next block of this stream (all of `block` must be consumed) and parses it.
@@ -230,20 +302,20 @@ impl HeaderDecoder {
     }
 
     fn inflate(&mut self, block: &[u8]) -> Result<Vec<u8>, HeaderError> {
+        let max = self.max;
+        let zlib = self.zlib.get_or_insert_with(|| Decompress::new(true));
         let mut out = Vec::new();
         let mut chunk = [0u8; 4096];
         let mut consumed = 0;
         loop {
-            let in_before = self.zlib.total_in();
-            let out_before = self.zlib.total_out();
-            let result =
-                self.zlib
-                    .decompress(&block[consumed..], &mut chunk, FlushDecompress::Sync);
-            let taken = (self.zlib.total_in() - in_before) as usize;
-            let produced = (self.zlib.total_out() - out_before) as usize;
+            let in_before = zlib.total_in();
+            let out_before = zlib.total_out();
+            let result = zlib.decompress(&block[consumed..], &mut chunk, FlushDecompress::Sync);
+            let taken = (zlib.total_in() - in_before) as usize;
+            let produced = (zlib.total_out() - out_before) as usize;
             consumed += taken;
-            if out.len() + produced > self.max {
-                return Err(HeaderError::TooLarge { max: self.max });
+            if out.len() + produced > max {
+                return Err(HeaderError::TooLarge { max });
             }
             out.extend_from_slice(&chunk[..produced]);
             match result {
@@ -256,8 +328,7 @@ impl HeaderDecoder {
                 Ok(_) => {}
                 Err(e) => match e.needs_dictionary() {
                     Some(DICTIONARY_ADLER32) => {
-                        self.zlib
-                            .set_dictionary(&DICTIONARY)
+                        zlib.set_dictionary(&DICTIONARY)
                             .map_err(|e| HeaderError::Decompress(e.to_string()))?;
                         continue;
                     }

@@ -43,6 +43,43 @@ fn observed_go_continuation_block_decodes() {
     assert_eq!(second.len(), 3);
 }
 
+/// Our blocks, fed in order to one standard zlib inflater (with the dictionary), are one valid
+/// stream: across blocks that push the dictionary out of the encoder's 2 KiB history, with
+/// repeated headers compressed against earlier blocks.
+#[test]
+fn blocks_form_one_zlib_stream_for_a_standard_inflater() {
+    let mut enc = HeaderEncoder::new().unwrap();
+    let mut zlib = Decompress::new(true);
+    let mut sizes = Vec::new();
+    for i in 0..200u32 {
+        let mut h = kube_headers(if i % 2 == 0 { "error" } else { "data" });
+        h.insert("requestid", &(i / 2).to_string());
+        h.insert("x-filler", &"ab".repeat((i % 37) as usize * 7));
+        let mut block = BytesMut::new();
+        enc.encode(&h, &mut block).unwrap();
+        sizes.push(block.len());
+        let mut out = vec![0u8; 64 * 1024];
+        let before = zlib.total_out();
+        let mut status = zlib.decompress(&block, &mut out, FlushDecompress::Sync);
+        if let Err(e) = &status {
+            assert_eq!(e.needs_dictionary(), Some(DICTIONARY_ADLER32));
+            zlib.set_dictionary(&DICTIONARY).unwrap();
+            let consumed = zlib.total_in() as usize;
+            status = zlib.decompress(&block[consumed..], &mut out, FlushDecompress::Sync);
+        }
+        status.unwrap();
+        let produced = (zlib.total_out() - before) as usize;
+        assert_eq!(decode_nv(&out[..produced]).unwrap(), h, "block {i}");
+    }
+    assert!(enc.history.len() <= HISTORY);
+    // A block repeating the previous pair's headers refers back to it.
+    let mut enc = HeaderEncoder::new().unwrap();
+    let (mut first, mut again) = (BytesMut::new(), BytesMut::new());
+    enc.encode(&kube_headers("data"), &mut first).unwrap();
+    enc.encode(&kube_headers("data"), &mut again).unwrap();
+    assert!(again.len() < 16, "repeat block is {} bytes", again.len());
+}
+
 #[test]
 fn nv_layout_is_counted_and_length_prefixed() {
     let mut h = Headers::new();
