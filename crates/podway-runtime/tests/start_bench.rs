@@ -7,7 +7,9 @@
 //! - `runc`: the floor, an overlayfs mount of the same image's snapshots, the same
 //!   `config.json` the runtime wrote (its own cgroup) and bare `runc run -d`, until `sleep` runs;
 //! - `sandbox`: `Runtime::run_sandbox` (the `podway pause` process and the pod's files);
-//! - `unshare`: its floor, `unshare --net --ipc --uts true` (the same namespaces made and let go).
+//! - `unshare`: its floor, `unshare --net --ipc --uts true` (the same namespaces made and let go);
+//! - and alone, what a sandbox's start is made of: `podway pause` until its report, and one
+//!   small file written as the runtime writes its records (temp file, fsync, rename).
 //!
 //! Every container, bundle, mount and sandbox is removed after its round, and on failure.
 //! Prints a markdown table (median, p90, min, and the median over the floor's) with the
@@ -280,6 +282,37 @@ async fn sandbox_round(f: &Fixture, round: u32, samples: &mut Samples) {
         .unwrap_or_else(|e| panic!("remove_sandbox: {e}"));
 }
 
+/// The parts of a sandbox's start that cost most, alone: `podway pause` until its report
+/// (the holder is killed at once), and one small file written as the runtime writes its
+/// records and the pod's files (temp file, fsync, rename; a sandbox writes four).
+fn sandbox_parts(f: &Fixture, round: u32, samples: &mut Samples) {
+    let t0 = Instant::now();
+    let out = Command::new(&f.config.podway_bin)
+        .args(["pause", "--hostname", "bench"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("podway pause: {e}"));
+    samples.add("sandbox.pause", t0.elapsed());
+    let report = String::from_utf8_lossy(&out.stdout);
+    let pid: i32 = report
+        .strip_prefix("ok ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("podway pause reported {report:?}"));
+    // SAFETY: kill(2) with a plain pid and signal.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+
+    let dir = f.tmp.path();
+    let (tmp, path) = (dir.join(".fsync-probe"), dir.join(format!("fsync-{round}")));
+    let t0 = Instant::now();
+    let mut file = std::fs::File::create(&tmp).unwrap_or_else(|e| panic!("{e}"));
+    std::io::Write::write_all(&mut file, &[b'x'; 200]).unwrap_or_else(|e| panic!("{e}"));
+    file.sync_all().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("{e}"));
+    samples.add("sandbox.fsync", t0.elapsed());
+    let _ = std::fs::remove_file(&path);
+}
+
 #[tokio::test]
 #[ignore = "a benchmark: run by bench/start_latency.sh"]
 async fn container_start_latency() {
@@ -317,11 +350,12 @@ async fn container_start_latency() {
     sandbox_round(&f, rounds, &mut warm).await;
     for round in 0..rounds {
         // Rotate the order every round so that none always runs first.
-        for k in 0..4 {
-            match (round as usize + k) % 4 {
+        for k in 0..5 {
+            match (round as usize + k) % 5 {
                 0 => runtime_round(&rt, &sandbox, round, &mut samples).await,
                 1 => floor.round(round, &mut samples),
                 2 => sandbox_round(&f, round, &mut samples).await,
+                3 => sandbox_parts(&f, round, &mut samples),
                 _ => {
                     let t0 = Instant::now();
                     run(
@@ -380,6 +414,16 @@ async fn container_start_latency() {
         "**sandbox, floor** (`unshare --net --ipc --uts true`)",
         "unshare",
         Some("unshare"),
+    );
+    s.row(
+        "sandbox part: `podway pause` alone, until its report",
+        "sandbox.pause",
+        Some("unshare"),
+    );
+    s.row(
+        "sandbox part: one small file, fsync'd and renamed (a sandbox writes 4, a container 2)",
+        "sandbox.fsync",
+        None,
     );
     drop(f);
 }
