@@ -4,9 +4,11 @@
 #             sandbox, until the process has exec'd `sleep` (/proc/PID/comm)
 #   runc      the floor: the same image's snapshots on an overlayfs mount, the config.json the
 #             runtime wrote for the same container, bare `runc run -d`, until `sleep` runs
-#   sandbox   Runtime::run_sandbox (`podway pause`: net/ipc/uts namespaces, lo up; pod files, shm)
+#   sandbox   Runtime::run_sandbox (`podway pause`: net/ipc/uts namespaces, lo up; the pod's
+#             `podway shim`; pod files, shm)
 #   unshare   its floor: `unshare --net --ipc --uts true`
-# with the breakdown of both container starts. Every container, bundle, mount and sandbox is
+# with the breakdown of both container starts, and alone the parts of a sandbox's start
+# (`podway pause` until its report; one fsync'd file). Every container, bundle, mount and sandbox is
 # removed after its round. Prints a markdown table: median, p90, min, median over the floor's.
 # Needs root, runc, umoci, busybox-static, util-linux's unshare (scripts/install-deps.sh).
 #

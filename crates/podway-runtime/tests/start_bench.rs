@@ -6,7 +6,8 @@
 //!   sandbox, until the container's process has exec'd `sleep` (`/proc/PID/comm`);
 //! - `runc`: the floor, an overlayfs mount of the same image's snapshots, the same
 //!   `config.json` the runtime wrote (its own cgroup) and bare `runc run -d`, until `sleep` runs;
-//! - `sandbox`: `Runtime::run_sandbox` (the `podway pause` process and the pod's files);
+//! - `sandbox`: `Runtime::run_sandbox` (the `podway pause` process, the pod's `podway shim`
+//!   and the pod's files);
 //! - `unshare`: its floor, `unshare --net --ipc --uts true` (the same namespaces made and let go);
 //! - and alone, what a sandbox's start is made of: `podway pause` until its report, and one
 //!   small file written as the runtime writes its records (temp file, fsync, rename).
@@ -389,7 +390,7 @@ async fn container_start_latency() {
         Some("runc.prepare"),
     );
     s.row(
-        "runtime: `start_container` (`podway shim`, which runs `runc run -d`)",
+        "runtime: `start_container` (the pod's `podway shim` runs `runc run -d`; record)",
         "runtime.start",
         Some("runc.run"),
     );
@@ -406,7 +407,7 @@ async fn container_start_latency() {
         None,
     );
     s.row(
-        "**sandbox, runtime** (`run_sandbox`: `podway pause`, pod files, /dev/shm)",
+        "**sandbox, runtime** (`run_sandbox`: `podway pause`, the pod's `podway shim`, /dev/shm, 5 fsync'd files)",
         "sandbox",
         Some("unshare"),
     );
@@ -421,7 +422,7 @@ async fn container_start_latency() {
         Some("unshare"),
     );
     s.row(
-        "sandbox part: one small file, fsync'd and renamed (a sandbox writes 4, a container 2)",
+        "sandbox part: one small file, fsync'd and renamed (a sandbox writes 5, a container 2)",
         "sandbox.fsync",
         None,
     );
