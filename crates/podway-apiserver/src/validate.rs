@@ -41,28 +41,59 @@ fn pod_defaults(pod: &mut Value) {
             }
         }
     }
-    let best_effort = ["initContainers", "containers"].iter().all(|list| {
-        spec.get(*list)
-            .and_then(Value::as_array)
-            .is_none_or(|cs| cs.iter().all(no_resources))
-    });
+    let qos = qos_class(spec);
     let status = child(pod, "status");
     default(status, "phase", json!("Pending"));
-    let qos = if best_effort {
-        "BestEffort"
-    } else {
-        "Burstable"
-    };
     default(status, "qosClass", json!(qos));
 }
 
-fn no_resources(c: &Value) -> bool {
-    ["requests", "limits"].iter().all(|k| {
+/// The pod's QoS class by the API's rules, once requests are defaulted: no request or limit
+/// anywhere is BestEffort; CPU and memory limits on every container with equal requests is
+/// Guaranteed; anything else is Burstable.
+fn qos_class(spec: &serde_json::Map<String, Value>) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|list| spec.get(*list).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let side = |c: &Value, key: &str| {
         c.get("resources")
-            .and_then(|r| r.get(*k))
+            .and_then(|r| r.get(key))
             .and_then(Value::as_object)
-            .is_none_or(|m| m.is_empty())
-    })
+            .cloned()
+            .unwrap_or_default()
+    };
+    if containers
+        .iter()
+        .all(|c| side(c, "requests").is_empty() && side(c, "limits").is_empty())
+    {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        let (requests, limits) = (side(c, "requests"), side(c, "limits"));
+        ["cpu", "memory"]
+            .iter()
+            .all(|r| limits.get(*r).is_some_and(|l| requests.get(*r) == Some(l)))
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Requests default to the limits for every resource with a limit and no request.
+fn default_requests_to_limits(c: &mut serde_json::Map<String, Value>) {
+    let Some(resources) = c.get_mut("resources").filter(|r| r.is_object()) else {
+        return;
+    };
+    let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    let requests = child(resources, "requests");
+    for (name, value) in limits {
+        default(requests, &name, value);
+    }
 }
 
 fn container_defaults(c: &mut Value) {
@@ -77,6 +108,7 @@ fn container_defaults(c: &mut Value) {
     default(map, "terminationMessagePath", json!("/dev/termination-log"));
     default(map, "terminationMessagePolicy", json!("File"));
     default(map, "resources", json!({}));
+    default_requests_to_limits(map);
     if let Some(Value::Array(ports)) = map.get_mut("ports") {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             default(p, "protocol", json!("TCP"));
@@ -293,6 +325,32 @@ pub(crate) fn check_types(kind: Kind, obj: &Value) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn defaulted_pod(spec: Value) -> Value {
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": spec});
+        apply_defaults(Kind::Pod, &mut pod);
+        pod
+    }
+
+    #[test]
+    fn qos_class_and_requests_default_to_limits() {
+        let limits_only = defaulted_pod(json!({"containers": [{"name": "a", "image": "i:1",
+            "resources": {"limits": {"cpu": "250m", "memory": "48Mi"}}}]}));
+        assert_eq!(limits_only["status"]["qosClass"], "Guaranteed");
+        assert_eq!(
+            limits_only["spec"]["containers"][0]["resources"]["requests"],
+            json!({"cpu": "250m", "memory": "48Mi"})
+        );
+        let cpu_only = defaulted_pod(json!({"containers": [{"name": "a", "image": "i:1",
+            "resources": {"limits": {"cpu": "1"}}}]}));
+        assert_eq!(cpu_only["status"]["qosClass"], "Burstable");
+        let lower_request = defaulted_pod(json!({"containers": [{"name": "a", "image": "i:1",
+            "resources": {"requests": {"cpu": "100m", "memory": "1Gi"},
+                          "limits": {"cpu": "1", "memory": "1Gi"}}}]}));
+        assert_eq!(lower_request["status"]["qosClass"], "Burstable");
+        let nothing = defaulted_pod(json!({"containers": [{"name": "a", "image": "i:1"}]}));
+        assert_eq!(nothing["status"]["qosClass"], "BestEffort");
+    }
 
     #[test]
     fn pull_policy_follows_the_tag() {

@@ -134,6 +134,13 @@ async fn security_context_user_groups_rootfs_and_capabilities() {
             .any(|l| l.replace(' ', "") == "NoNewPrivs:\t1"),
         "{status}"
     );
+    // A non-root user keeps no capability: nothing inheritable, ambient or effective.
+    for set in ["CapInh", "CapAmb", "CapEff"] {
+        assert!(
+            status.contains(&format!("{set}:\t0000000000000000")),
+            "{set} not empty: {status}"
+        );
+    }
     let info = c.container_status(&user).await;
     assert_eq!(info.state, cri::ContainerState::ContainerRunning as i32);
 

@@ -103,6 +103,8 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(std::collections::HashSet::new())
+        .ambient(std::collections::HashSet::new())
         .build()
         .map_err(oci)?;
     let process = ProcessBuilder::default()
@@ -123,7 +125,9 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         .build()
         .map_err(oci)?;
     let mut process = process;
-    process.set_oom_score_adj(p.spec.resources.oom_score_adj);
+    process.set_oom_score_adj(crate::resources::effective_oom_score_adj(
+        p.spec.resources.oom_score_adj,
+    ));
 
     let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
     if security.privileged {

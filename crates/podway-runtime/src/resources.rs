@@ -192,6 +192,40 @@ async fn runc_update(inner: &Inner, id: &str, wanted: &ResourceSpec) -> Result<(
     )))
 }
 
+/// `CAP_SYS_RESOURCE`, needed to lower an OOM score adjustment below one's own.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// The OOM score adjustment the container can get: the requested one, raised to the runtime's
+/// own when the runtime may not lower it (it lacks `CAP_SYS_RESOURCE`, as in many containers
+/// and sandboxes). The kernel would refuse the lower value and the container would not start;
+/// containerd's `restrict_oom_score_adj` makes the same trade.
+pub(crate) fn effective_oom_score_adj(requested: Option<i32>) -> Option<i32> {
+    let requested = requested?;
+    let own: Option<i32> = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    match own {
+        Some(own) if requested < own && !has_effective_capability(CAP_SYS_RESOURCE) => {
+            tracing::debug!(
+                requested,
+                own,
+                "no CAP_SYS_RESOURCE: OOM score adjustment raised to the runtime's"
+            );
+            Some(own)
+        }
+        _ => Some(requested),
+    }
+}
+
+fn has_effective_capability(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << cap) != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

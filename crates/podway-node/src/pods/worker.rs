@@ -852,8 +852,8 @@ impl Run {
             "hostIP": host_ip,
             "hostIPs": [{ "ip": host_ip }],
             "startTime": self.start_time,
+            // qosClass is the API server's (set at creation, never changed): not reported here.
             "containerStatuses": views.iter().map(status::container_json).collect::<Vec<_>>(),
-            "qosClass": "BestEffort",
         });
         if let Some(ip) = &self.pod_ip {
             status["podIP"] = json!(ip);
