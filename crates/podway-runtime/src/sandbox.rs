@@ -221,11 +221,10 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
     record.pid_start = crate::util::proc_start_time(pid)
         .ok_or_else(|| Error::Command(format!("{what}: pause process {pid} exited at once")))?;
     // The pod's monitor starts with the pod (not with its first container): its start stays
-    // off the container start path, and a failure shows at once, naming the pod.
-    let started = inner
-        .save_sandbox(&record)
-        .and_then(|()| ensure_shim(inner, id));
-    match started {
+    // off the container start path, and a failure shows at once, naming the pod. It writes the
+    // record (with both processes) once.
+    inner.sandboxes.put(id, record);
+    match ensure_shim(inner, id) {
         Ok(shim) => Ok(shim.record),
         Err(e) => {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -264,6 +263,11 @@ pub(crate) fn ensure_shim(inner: &Inner, id: &str) -> Result<Shim> {
     let socket = shim_socket(inner, id);
     if process_alive(record.shim_pid, record.shim_start) && socket.exists() {
         return Ok(Shim { socket, record });
+    }
+    if !record.ready() {
+        return Err(Error::FailedPrecondition(format!(
+            "sandbox {id} is not ready: no monitor is started for it"
+        )));
     }
     let what = format!("starting the monitor of sandbox {id}");
     let words = crate::detached::spawn(
