@@ -121,6 +121,13 @@ impl Decoder for FrameDecoder {
     }
 }
 
+/// The total length (header included) of the frame that starts `buf`, once its 8-byte header
+/// is there; for sizing a read buffer.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    buf.first_chunk::<HEADER_LEN>()
+        .map(|h| HEADER_LEN + Head::parse(h).length())
+}
+
 /// One step of [`FrameDecoder`].
 enum Decoded {
     Frame(Frame),
@@ -161,7 +168,9 @@ impl FrameDecoder {
             return Err(FrameError::TooLarge { len, max });
         }
         if src.len() < HEADER_LEN + len {
-            src.reserve(HEADER_LEN + len - src.len());
+            // No `reserve` here: payloads already decoded still share `src`'s allocation, so
+            // growing it would copy into fresh memory. The reader sizes its buffer with
+            // [`frame_len`].
             return Ok(Decoded::Incomplete);
         }
         if !known {

@@ -50,7 +50,7 @@ where
                 }
             }
         }
-        input.prepare();
+        input.prepare(crate::codec::frame_len(&input.buf).unwrap_or(0));
         let read = tokio::select! {
             r = io.read_buf(&mut input.buf) => r,
             _ = shared.ended.cancelled() => return,
