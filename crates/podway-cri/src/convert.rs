@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1 as cri;
 use podway_runtime::images::Image;
 use podway_runtime::{
-    ContainerInfo, ContainerSpec, ContainerState, MountSpec, ResourceSpec, SandboxInfo,
-    SandboxSpec, SandboxState, SeccompProfile, SecuritySpec,
+    ContainerInfo, ContainerSpec, ContainerState, MountSpec, PidNamespace, PodNamespaces,
+    ResourceSpec, SandboxInfo, SandboxSpec, SandboxState, SeccompProfile, SecuritySpec,
 };
 
 /// CRI label/annotation map → the runtime's ordered map.
@@ -44,7 +44,15 @@ pub(crate) fn sandbox_spec(config: cri::PodSandboxConfig) -> Result<SandboxSpec,
     } else {
         config.hostname
     };
+    let options = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|sc| sc.namespace_options.clone())
+        .unwrap_or_default();
+    let namespaces = pod_namespaces(&options)?;
     Ok(SandboxSpec {
+        namespaces,
         name: metadata.name,
         namespace: metadata.namespace,
         uid: metadata.uid,
@@ -54,6 +62,53 @@ pub(crate) fn sandbox_spec(config: cri::PodSandboxConfig) -> Result<SandboxSpec,
         labels: to_btree(config.labels),
         annotations: to_btree(config.annotations),
     })
+}
+
+/// The runtime's namespace choices from the CRI's: network and IPC are the pod's or the
+/// host's; PID is the container's, the pod's or the host's (a target container's is for
+/// ephemeral containers, which podway does not run).
+fn pod_namespaces(options: &cri::NamespaceOption) -> Result<PodNamespaces, tonic::Status> {
+    let mode = |value: i32, what: &str| {
+        cri::NamespaceMode::try_from(value).map_err(|_| {
+            tonic::Status::invalid_argument(format!("unknown {what} namespace mode {value}"))
+        })
+    };
+    let pid = match mode(options.pid, "pid")? {
+        cri::NamespaceMode::Container => PidNamespace::Container,
+        cri::NamespaceMode::Pod => PidNamespace::Pod,
+        cri::NamespaceMode::Node => PidNamespace::Host,
+        cri::NamespaceMode::Target => {
+            return Err(tonic::Status::invalid_argument(
+                "pid namespace mode TARGET (ephemeral containers) is not supported by podway",
+            ));
+        }
+    };
+    Ok(PodNamespaces {
+        host_network: mode(options.network, "network")? == cri::NamespaceMode::Node,
+        host_ipc: mode(options.ipc, "ipc")? == cri::NamespaceMode::Node,
+        pid,
+    })
+}
+
+/// The CRI's namespace options of a sandbox.
+fn namespace_option(namespaces: &PodNamespaces) -> cri::NamespaceOption {
+    let pod_or_node = |host: bool| {
+        if host {
+            cri::NamespaceMode::Node
+        } else {
+            cri::NamespaceMode::Pod
+        }
+    };
+    cri::NamespaceOption {
+        network: pod_or_node(namespaces.host_network) as i32,
+        ipc: pod_or_node(namespaces.host_ipc) as i32,
+        pid: match namespaces.pid {
+            PidNamespace::Container => cri::NamespaceMode::Container,
+            PidNamespace::Pod => cri::NamespaceMode::Pod,
+            PidNamespace::Host => cri::NamespaceMode::Node,
+        } as i32,
+        ..Default::default()
+    }
 }
 
 pub(crate) fn sandbox_metadata(spec: &SandboxSpec) -> cri::PodSandboxMetadata {
@@ -96,12 +151,7 @@ pub(crate) fn pod_sandbox_status(info: &SandboxInfo) -> cri::PodSandboxStatus {
         network: Some(cri::PodSandboxNetworkStatus::default()),
         linux: Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace {
-                options: Some(cri::NamespaceOption {
-                    network: cri::NamespaceMode::Pod as i32,
-                    pid: cri::NamespaceMode::Container as i32,
-                    ipc: cri::NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
+                options: Some(namespace_option(&info.spec.namespaces)),
             }),
         }),
         labels: to_hash(&info.spec.labels),

@@ -96,6 +96,35 @@ pub struct SandboxSpec {
     pub labels: BTreeMap<String, String>,
     /// CRI annotations.
     pub annotations: BTreeMap<String, String>,
+    /// Which namespaces the pod shares with the host or among its containers.
+    #[serde(default)]
+    pub namespaces: PodNamespaces,
+}
+
+/// A pod's namespace choices (the CRI's `NamespaceOption`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodNamespaces {
+    /// The pod uses the host's network (and UTS) namespace (`hostNetwork`).
+    #[serde(default)]
+    pub host_network: bool,
+    /// The pod uses the host's IPC namespace (`hostIPC`).
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// Where the containers' processes live.
+    #[serde(default)]
+    pub pid: PidNamespace,
+}
+
+/// The PID namespace of a pod's containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PidNamespace {
+    /// Each container has its own, its process is PID 1.
+    #[default]
+    Container,
+    /// The containers share one (`shareProcessNamespace`), whose PID 1 is the pause process.
+    Pod,
+    /// The host's (`hostPID`).
+    Host,
 }
 
 /// Sandbox state as the CRI sees it.

@@ -2,12 +2,13 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, UserBuilder,
 };
 
 use crate::images::ImageProcess;
-use crate::{ContainerSpec, Error, Result};
+use crate::{ContainerSpec, Error, PidNamespace, PodNamespaces, Result};
 
 /// Default `PATH` when neither the image nor the request sets one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -24,8 +25,10 @@ pub(crate) struct BundleParams<'a> {
     pub rootfs: &'a Path,
     /// Hostname of the pod.
     pub hostname: &'a str,
-    /// Pid of the sandbox's pause process, whose net/ipc/uts namespaces are joined.
+    /// Pid of the sandbox's pause process, whose namespaces are joined.
     pub pause_pid: u32,
+    /// Which of the pause process's namespaces exist and are shared (else the host's).
+    pub namespaces: PodNamespaces,
     /// The pod's files and folders bound into the container: `/etc/hostname`, `/etc/hosts`,
     /// `/etc/resolv.conf`, `/dev/shm` (these replace the default mounts of the same place).
     pub pod_mounts: &'a [(PathBuf, &'static str)],
@@ -154,33 +157,7 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
         mounts.push(bind_mount(&m.host_path, &m.container_path, m.readonly).map_err(oci)?);
     }
 
-    let ns = |typ, path: Option<String>| {
-        let b = LinuxNamespaceBuilder::default().typ(typ);
-        match path {
-            Some(path) => b.path(PathBuf::from(path)).build(),
-            None => b.build(),
-        }
-    };
-    let pause = p.pause_pid;
-    let namespaces = vec![
-        ns(LinuxNamespaceType::Pid, None).map_err(oci)?,
-        ns(LinuxNamespaceType::Mount, None).map_err(oci)?,
-        ns(
-            LinuxNamespaceType::Network,
-            Some(format!("/proc/{pause}/ns/net")),
-        )
-        .map_err(oci)?,
-        ns(
-            LinuxNamespaceType::Ipc,
-            Some(format!("/proc/{pause}/ns/ipc")),
-        )
-        .map_err(oci)?,
-        ns(
-            LinuxNamespaceType::Uts,
-            Some(format!("/proc/{pause}/ns/uts")),
-        )
-        .map_err(oci)?,
-    ];
+    let namespaces = namespaces(p.pause_pid, &p.namespaces).map_err(oci)?;
     // Every device is denied (runc adds the standard ones); a privileged container may use all.
     let mut resources = LinuxResourcesBuilder::default()
         .devices(vec![
@@ -219,6 +196,36 @@ pub(crate) fn build_spec(p: &BundleParams<'_>) -> Result<Spec> {
     linux.set_cgroups_path(Some(PathBuf::from(format!("/podway/{}", p.id))));
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// The container's namespaces: its own mount namespace; the pod's network, UTS and IPC
+/// namespaces (the pause process's) unless the pod uses the host's; its own PID namespace, the
+/// pod's, or the host's.
+fn namespaces(
+    pause_pid: u32,
+    pod: &PodNamespaces,
+) -> Result<Vec<LinuxNamespace>, oci_spec::OciSpecError> {
+    let own = |typ| LinuxNamespaceBuilder::default().typ(typ).build();
+    let pod_ns = |typ, name: &str| {
+        LinuxNamespaceBuilder::default()
+            .typ(typ)
+            .path(PathBuf::from(format!("/proc/{pause_pid}/ns/{name}")))
+            .build()
+    };
+    let mut list = vec![own(LinuxNamespaceType::Mount)?];
+    match pod.pid {
+        PidNamespace::Container => list.push(own(LinuxNamespaceType::Pid)?),
+        PidNamespace::Pod => list.push(pod_ns(LinuxNamespaceType::Pid, "pid")?),
+        PidNamespace::Host => {}
+    }
+    if !pod.host_network {
+        list.push(pod_ns(LinuxNamespaceType::Network, "net")?);
+        list.push(pod_ns(LinuxNamespaceType::Uts, "uts")?);
+    }
+    if !pod.host_ipc {
+        list.push(pod_ns(LinuxNamespaceType::Ipc, "ipc")?);
+    }
+    Ok(list)
 }
 
 fn bind_mount(

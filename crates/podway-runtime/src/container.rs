@@ -303,6 +303,7 @@ fn build(
         rootfs: &rootfs,
         hostname: sandbox.hostname(),
         pause_pid: sandbox.pid,
+        namespaces: sandbox.spec.namespaces,
         pod_mounts: &pod_mounts,
     })?;
     oci.save(dir.join("config.json"))

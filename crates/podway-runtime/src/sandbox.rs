@@ -203,13 +203,13 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
     }
     mount_shm(&dir)?;
     let what = format!("starting the pause process of sandbox {id}");
+    let pause_args = crate::pause::args(&hostname, &record.spec.namespaces);
     let words = crate::detached::spawn(
         &inner.config.podway_bin,
-        &[
-            OsStr::new("pause"),
-            OsStr::new("--hostname"),
-            OsStr::new(&hostname),
-        ],
+        &pause_args
+            .iter()
+            .map(std::ffi::OsString::as_os_str)
+            .collect::<Vec<_>>(),
         &dir.join("pause.log"),
         &what,
     )?;

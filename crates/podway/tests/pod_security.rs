@@ -1,7 +1,8 @@
 //! A pod's security context and resources, as a user checks them with kubectl against
 //! `podway up`: the user and groups `id` shows, no_new_privs, the seccomp filter and dropped
 //! capabilities in `/proc/1/status`, the CPU and memory limits in the container's cgroup, the
-//! QoS OOM score, and `runAsNonRoot` refusing an image that runs as root. Needs root and runc.
+//! QoS OOM score, `runAsNonRoot` refusing an image that runs as root, a pod sharing one PID
+//! namespace and a pod on the host's network. Needs root and runc.
 
 mod support;
 
@@ -42,6 +43,31 @@ metadata:
 spec:
   securityContext:
     runAsNonRoot: true
+  containers:
+    - name: main
+      image: busybox:1.35
+      command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shared
+spec:
+  shareProcessNamespace: true
+  containers:
+    - name: a
+      image: busybox:1.35
+      command: [sleep, "3600"]
+    - name: b
+      image: busybox:1.35
+      command: [sleep, "3601"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+spec:
+  hostNetwork: true
   containers:
     - name: main
       image: busybox:1.35
@@ -178,7 +204,50 @@ fn security_context_and_limits_reach_the_container() {
         "{reason}: {message}"
     );
 
-    cluster.kubectl_ok(&["delete", "pod", "locked", "nonroot", "--timeout=60s"]);
+    // shareProcessNamespace: one PID namespace for the pod, whose PID 1 is the pause process;
+    // each container sees the other's processes.
+    for pod in ["shared", "hostnet"] {
+        wait_for(
+            &format!("pod {pod} to be Running"),
+            Duration::from_secs(90),
+            || {
+                cluster.assert_running();
+                let out = cluster.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
+                (stdout(&out) == "Running").then_some(())
+            },
+        );
+    }
+    let init =
+        stdout(&cluster.kubectl_ok(&["exec", "shared", "-c", "a", "--", "cat", "/proc/1/cmdline"]));
+    assert!(init.contains("pause"), "PID 1 of a shared pod is {init:?}");
+    let ps = stdout(&cluster.kubectl_ok(&["exec", "shared", "-c", "a", "--", "ps"]));
+    assert!(
+        ps.contains("sleep 3601"),
+        "container a doesn't see b's process:\n{ps}"
+    );
+    let init = stdout(&cluster.kubectl_ok(&["exec", "locked", "--", "cat", "/proc/1/cmdline"]));
+    assert!(
+        init.starts_with("sleep"),
+        "a container of its own PID namespace is its PID 1: {init:?}"
+    );
+
+    // hostNetwork: the container is in the host's network namespace.
+    let theirs =
+        stdout(&cluster.kubectl_ok(&["exec", "hostnet", "--", "readlink", "/proc/1/ns/net"]));
+    let ours = std::fs::read_link("/proc/self/ns/net").expect("own net namespace");
+    assert_eq!(theirs, ours.to_string_lossy());
+
+    cluster.kubectl_ok(&[
+        "delete",
+        "pod",
+        "locked",
+        "nonroot",
+        "shared",
+        "hostnet",
+        "--timeout=60s",
+    ]);
     let (status, log) = cluster.stop();
     assert!(status.success(), "podway up failed: {log}");
+    assert_eq!(cluster.processes(), Vec::new(), "processes left behind");
+    assert_eq!(cluster.mounts(), Vec::<String>::new(), "mounts left behind");
 }

@@ -3,7 +3,8 @@
 //! cgroup resources and OOM score of its requests and limits.
 use k8s_cri::v1::{
     Capability, Int64Value, LinuxContainerConfig, LinuxContainerResources,
-    LinuxContainerSecurityContext, SecurityProfile, security_profile::ProfileType,
+    LinuxContainerSecurityContext, NamespaceMode, NamespaceOption, SecurityProfile,
+    security_profile::ProfileType,
 };
 use k8s_openapi::api::core::v1::{
     Container, Pod, PodSecurityContext, ResourceRequirements, SeccompProfile, SecurityContext,
@@ -201,6 +202,31 @@ fn security_context(pod: &Pod, c: &Container) -> LinuxContainerSecurityContext {
         // Set only when the pod says `allowPrivilegeEscalation: false`.
         no_new_privs: sc.allow_privilege_escalation == Some(false),
         seccomp: Some(seccomp(&sc, &pod_sc)),
+        namespace_options: Some(namespace_options(pod)),
+        ..Default::default()
+    }
+}
+
+/// The pod's namespaces: the host's network, IPC or PID namespace when the spec asks
+/// (`hostNetwork`, `hostIPC`, `hostPID`), one PID namespace for the whole pod with
+/// `shareProcessNamespace`, else the pod's network and IPC and a PID namespace per container.
+pub(crate) fn namespace_options(pod: &Pod) -> NamespaceOption {
+    let spec = pod.spec.as_ref();
+    let flag = |get: fn(&k8s_openapi::api::core::v1::PodSpec) -> Option<bool>| {
+        spec.and_then(get).unwrap_or(false)
+    };
+    let node_or = |host: bool, otherwise: NamespaceMode| {
+        (if host { NamespaceMode::Node } else { otherwise }) as i32
+    };
+    let pid = if flag(|s| s.share_process_namespace) {
+        NamespaceMode::Pod
+    } else {
+        NamespaceMode::Container
+    };
+    NamespaceOption {
+        network: node_or(flag(|s| s.host_network), NamespaceMode::Pod),
+        pid: node_or(flag(|s| s.host_pid), pid),
+        ipc: node_or(flag(|s| s.host_ipc), NamespaceMode::Pod),
         ..Default::default()
     }
 }
@@ -389,6 +415,34 @@ mod tests {
             .seccomp
             .expect("seccomp");
         assert_eq!(seccomp.localhost_ref, "/var/lib/kubelet/seccomp/my.json");
+    }
+
+    #[test]
+    fn namespace_options_follow_the_pod_spec() {
+        let plain = namespace_options(&pod("spec: {containers: [{name: a}]}"));
+        assert_eq!(
+            (plain.network, plain.pid, plain.ipc),
+            (
+                NamespaceMode::Pod as i32,
+                NamespaceMode::Container as i32,
+                NamespaceMode::Pod as i32
+            )
+        );
+        let shared = namespace_options(&pod(
+            "spec: {shareProcessNamespace: true, containers: [{name: a}]}",
+        ));
+        assert_eq!(shared.pid, NamespaceMode::Pod as i32);
+        let host = namespace_options(&pod(
+            "spec: {hostNetwork: true, hostPID: true, hostIPC: true, shareProcessNamespace: true, containers: [{name: a}]}",
+        ));
+        assert_eq!(
+            (host.network, host.pid, host.ipc),
+            (
+                NamespaceMode::Node as i32,
+                NamespaceMode::Node as i32,
+                NamespaceMode::Node as i32
+            )
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
     CreateContainerRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig,
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, PullImageRequest,
-    RemoveContainerRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest, VersionRequest,
+    LinuxSandboxSecurityContext, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest,
+    PullImageRequest, RemoveContainerRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::{
@@ -271,6 +271,10 @@ impl Run {
                 .collect(),
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent: super::cgroups::pod_cgroup_parent(pod, &self.uid),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(linux::namespace_options(pod)),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
