@@ -1254,3 +1254,70 @@ async fn runtime_restart_keeps_the_pod_shim_and_whole_logs() {
         .unwrap_or_else(|e| panic!("remove_sandbox: {e}"));
     assert!(shims_of(&sandbox).is_empty());
 }
+
+/// `Anonymous:` of a process's smaps_rollup, in KiB.
+fn anonymous_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_stuck_attach_client_holds_back_only_its_container_and_is_dropped() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("stuck").await;
+    let spew = "s=$(head -c 8000 /dev/zero | tr '\\0' x); while true; do echo $s; sleep 0.01; done";
+    let noisy = f.container(&sandbox, "noisy", &["sh", "-c", spew]).await;
+    let tick = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done";
+    f.container(&sandbox, "tick", &["sh", "-c", tick]).await;
+    let shim = shim_of_container(&f, &noisy);
+
+    // A client that never reads its output.
+    let (attach_out, never_read) = tokio::io::duplex(1 << 16);
+    let io = ProcessIo {
+        stdout: Some(Box::new(attach_out)),
+        ..ProcessIo::default()
+    };
+    let session = tokio::spawn({
+        let (rt, id) = (f.rt().clone(), noisy.clone());
+        async move { rt.attach(&id, io).await }
+    });
+    let log_len = |name: &str| std::fs::metadata(f.log_path(name)).map_or(0, |m| m.len());
+    // The noisy container's output is held back once the client's queue is full...
+    let held = eventually("the noisy log to stop growing", || {
+        let before = log_len("noisy");
+        std::thread::sleep(Duration::from_millis(300));
+        (before > 0 && log_len("noisy") == before).then_some(before)
+    })
+    .await;
+    // ...while its neighbour in the same monitor keeps logging, and the monitor's memory stays
+    // bounded.
+    let ticks = counted(&f, "tick").len();
+    eventually("the tick log to grow", || {
+        (counted(&f, "tick").len() > ticks + 5).then_some(())
+    })
+    .await;
+    assert!(log_len("noisy") <= held + 8 * 1024);
+    let anon = anonymous_kib(shim);
+    assert!(
+        anon < 4096,
+        "the monitor holds {anon} KiB of anonymous memory"
+    );
+    // The stuck client is dropped (10 s) and the output flows to the log again.
+    eventually("the noisy log to grow again", || {
+        (log_len("noisy") > held + 64 * 1024).then_some(())
+    })
+    .await;
+    drop(never_read);
+    let ended = tokio::time::timeout(Duration::from_secs(10), session).await;
+    assert!(matches!(ended, Ok(Ok(_))), "{ended:?}");
+    f.rt()
+        .remove_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("remove_sandbox: {e}"));
+    assert!(shims_of(&sandbox).is_empty());
+}
