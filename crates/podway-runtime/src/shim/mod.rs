@@ -27,7 +27,7 @@
 //! Threads: one. A `poll(2)` loop over the control socket, a signalfd for SIGCHLD, and per
 //! container its output descriptors, its stdin, its attach listener and clients (all
 //! non-blocking). Buffers are bounded: a container's output is not read while one of its attach
-//! clients has [`monitor::CLIENT_BACKLOG`] bytes queued (a client stuck for 10 s is dropped),
+//! clients has [`task::BACKLOG`] bytes queued (a client stuck for 10 s is dropped),
 //! attach input is not read while the container's stdin has as much queued, frames are at most
 //! [`crate::attach::MAX_FRAME`] bytes and a partial log line at most
 //! [`crate::cri_log::MAX_LINE`]. A `start` request blocks the loop while runc runs (the
