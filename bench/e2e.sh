@@ -10,7 +10,7 @@
 #     tunnel; 1.27: SPDY) vs the same busybox httpd + curl over plain loopback TCP on the host.
 #   exec: mean wall time of `kubectl exec POD -- true` vs bare `runc exec` and `nsenter` into the
 #     same container, and vs `kubectl get pod` (kubectl's own start-up + one API round trip).
-#   memory: RSS of `podway up` (all three tiers) and of one pod's shim + pause.
+#   memory: RSS of `podway up` (all three tiers); RSS, PSS and USS of the pod's shim and pause.
 # Needs root, runc, busybox-static, umoci, curl, util-linux (nsenter). Cleans up on exit.
 set -euo pipefail
 
@@ -121,10 +121,12 @@ nsenter_ms=$(mean_ms nsenter -t "$ctr_pid" -m -u -i -n -p -r -w true)
 # --- memory -------------------------------------------------------------------------------
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 up_rss=$(rss_kb "$up_pid")
-shim_pid=$(pgrep -f "podway shim --id $cid" | head -1)
+# RSS / PSS / USS (private pages only: what one more pod adds), KiB.
+mem_kb() { awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {u+=$2} END {print r " / " p " / " u}' "/proc/$1/smaps_rollup"; }
+shim_pid=$(pgrep -f "podway shim .*--socket $work/run/" | head -1)
 pause_pid=$(pgrep -f "podway pause --hostname bench" | head -1)
-shim_rss=$(rss_kb "$shim_pid")
-pause_rss=$(rss_kb "$pause_pid")
+shim_mem=$(mem_kb "$shim_pid")
+pause_mem=$(mem_kb "$pause_pid")
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 cat <<EOF
@@ -136,5 +138,6 @@ cat <<EOF
 | \`kubectl exec -- true\` minus \`kubectl get pod\` ($get_ms ms), ms | $(python3 -c "print(f'{$exec_ms - $get_ms:.1f}')") | $runc_ms (\`runc exec\`) | $(ratio "$(python3 -c "print(max($exec_ms - $get_ms, 0.01))")" "$runc_ms") |
 | \`runc exec\` vs \`nsenter\`, ms | $runc_ms | $nsenter_ms (\`nsenter\`) | $(ratio "$runc_ms" "$nsenter_ms") |
 | RSS of \`podway up\` (API server + node + runtime, 1 pod), MiB | $((up_rss / 1024)) | | |
-| RSS of one pod's shim + pause, KiB | $((shim_rss + pause_rss)) ($shim_rss + $pause_rss) | | |
+| the pod's shim (one per pod), RSS / PSS / USS KiB | $shim_mem | | |
+| the pod's pause, RSS / PSS / USS KiB | $pause_mem | | |
 EOF

@@ -42,6 +42,8 @@ pub struct Config {
     pub client_ca: PathBuf,
     /// Root of the CRI log directories: `<pod_log_dir>/<ns>_<name>_<uid>`.
     pub pod_log_dir: PathBuf,
+    /// The agent's own files: the pods' volumes, `<root_dir>/pods/<uid>/volumes/…`.
+    pub root_dir: PathBuf,
     /// Serve exec/attach/port-forward/logs/run (otherwise they answer 405).
     pub enable_debugging_handlers: bool,
     /// Stop and remove every pod sandbox when the agent stops. `podway up` owns its pods and
@@ -94,6 +96,7 @@ impl NodeAgent {
             cri: cri::Cri::connect_lazy(&self.config.cri_socket)?,
             pods: state::PodIndex::default(),
             pod_log_dir: self.config.pod_log_dir.clone(),
+            root_dir: self.config.root_dir.clone(),
             enable_debugging_handlers: self.config.enable_debugging_handlers,
         });
         let tasks = CancellationToken::new();
@@ -122,7 +125,7 @@ impl NodeAgent {
         let _ = heartbeat.await;
         let _ = server.await;
         if stop_pods_on_exit {
-            pods::remove_all_sandboxes(&shared.cri).await;
+            pods::remove_all_sandboxes(&shared).await;
         }
         Ok(())
     }

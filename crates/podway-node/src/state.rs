@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub pods: PodIndex,
     /// Root of the per-pod CRI log directories.
     pub pod_log_dir: PathBuf,
+    /// The agent's own files (pod volumes).
+    pub root_dir: PathBuf,
     /// Whether exec/attach/port-forward/logs/run are served.
     pub enable_debugging_handlers: bool,
 }

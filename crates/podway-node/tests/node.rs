@@ -183,6 +183,7 @@ impl Cluster {
             tls_key: pki.node_key.clone(),
             client_ca: pki.ca_cert.clone(),
             pod_log_dir: dir.path().join("pods"),
+            root_dir: dir.path().join("node"),
             enable_debugging_handlers: true,
             stop_pods_on_exit: true,
         })

@@ -140,6 +140,9 @@ pub struct NodeArgs {
     /// Folder of the pods' container log files.
     #[arg(long, default_value = "/var/lib/podway/pods", value_name = "DIR")]
     pub pod_log_dir: PathBuf,
+    /// The agent's own files: the pods' volumes (emptyDir).
+    #[arg(long, default_value = "/var/lib/podway/node", value_name = "DIR")]
+    pub root_dir: PathBuf,
     /// Serve exec, attach, port-forward, logs and run (false answers 405).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub enable_debugging_handlers: bool,

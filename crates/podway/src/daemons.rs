@@ -67,6 +67,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
         tls_key: args.tls_private_key_file,
         client_ca: args.client_ca_file,
         pod_log_dir: args.pod_log_dir,
+        root_dir: args.root_dir,
         enable_debugging_handlers: args.enable_debugging_handlers,
         stop_pods_on_exit: false,
     })

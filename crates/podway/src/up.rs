@@ -51,6 +51,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tls_key: data_dir.join("pki/node.key"),
         client_ca: data_dir.join("pki/ca.crt"),
         pod_log_dir: data_dir.join("pods"),
+        root_dir: data_dir.join("node"),
         enable_debugging_handlers: true,
         stop_pods_on_exit: true,
     })

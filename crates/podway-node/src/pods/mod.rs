@@ -3,6 +3,7 @@ mod cgroups;
 mod linux;
 mod quantity;
 mod status;
+mod volumes;
 mod worker;
 
 use std::{
@@ -52,8 +53,8 @@ struct Handle {
 
 /// Stops and removes sandbox `id` of pod `pod_uid`, then the pod's cgroup folders (errors are
 /// logged: the sandbox may already be gone).
-pub(crate) async fn teardown_sandbox(cri: &Cri, id: &str, pod_uid: &str) {
-    let mut rt = cri.rt();
+pub(crate) async fn teardown_sandbox(shared: &Shared, id: &str, pod_uid: &str) {
+    let mut rt = shared.cri.rt();
     if let Err(e) = rt
         .stop_pod_sandbox(StopPodSandboxRequest {
             pod_sandbox_id: id.to_string(),
@@ -72,6 +73,7 @@ pub(crate) async fn teardown_sandbox(cri: &Cri, id: &str, pod_uid: &str) {
     }
     if !pod_uid.is_empty() {
         cgroups::remove_pod_cgroups(pod_uid);
+        volumes::remove(&shared.root_dir, pod_uid);
     }
 }
 
@@ -89,13 +91,13 @@ async fn pod_sandboxes(cri: &Cri) -> Result<Vec<PodSandbox>, tonic::Status> {
 }
 
 /// Stops and removes every pod sandbox the runtime has for pods (agent shutdown).
-pub(crate) async fn remove_all_sandboxes(cri: &Cri) {
-    match pod_sandboxes(cri).await {
+pub(crate) async fn remove_all_sandboxes(shared: &Shared) {
+    match pod_sandboxes(&shared.cri).await {
         Ok(sandboxes) => {
             for s in sandboxes {
                 tracing::info!(sandbox = %s.id, "removing pod sandbox on shutdown");
                 let uid = s.labels.get(labels::POD_UID).map_or("", String::as_str);
-                teardown_sandbox(cri, &s.id, uid).await;
+                teardown_sandbox(shared, &s.id, uid).await;
             }
         }
         Err(e) => tracing::warn!(error = %e.message(), "listing pod sandboxes on shutdown failed"),
@@ -103,14 +105,14 @@ pub(crate) async fn remove_all_sandboxes(cri: &Cri) {
 }
 
 /// Removes sandboxes whose pod uid is not in `known` (pods deleted while the agent was away).
-async fn remove_orphans(cri: &Cri, known: &HashSet<String>) {
-    match pod_sandboxes(cri).await {
+async fn remove_orphans(shared: &Shared, known: &HashSet<String>) {
+    match pod_sandboxes(&shared.cri).await {
         Ok(sandboxes) => {
             for s in sandboxes {
                 let uid = s.labels.get(labels::POD_UID).cloned().unwrap_or_default();
                 if !known.contains(&uid) {
                     tracing::info!(sandbox = %s.id, %uid, "removing the sandbox of a pod that no longer exists");
-                    teardown_sandbox(cri, &s.id, &uid).await;
+                    teardown_sandbox(shared, &s.id, &uid).await;
                 }
             }
         }
@@ -155,7 +157,7 @@ impl Sync {
                         self.forget(&mut workers, &uid);
                     }
                     if !cleaned {
-                        remove_orphans(&self.shared.cri, &seen).await;
+                        remove_orphans(&self.shared, &seen).await;
                         cleaned = true;
                     }
                 }

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{linux, status, teardown_sandbox};
+use super::{linux, status, teardown_sandbox, volumes};
 use crate::{cri::labels, state::Shared};
 
 /// How often a pod is re-synced without news from the API server.
@@ -204,20 +204,25 @@ impl Run {
 
     /// Stops the containers (with `grace`), then stops and removes the sandbox.
     async fn remove_sandbox(&mut self, grace: Duration) {
-        let mut rt = self.w.shared.cri.rt();
-        for track in self.tracks.values() {
-            if let Some(id) = &track.id
-                && matches!(track.observed, Some(status::State::Running { .. }))
-            {
-                let req = StopContainerRequest {
-                    container_id: id.clone(),
-                    timeout: grace.as_secs() as i64,
-                };
-                if let Err(e) = rt.stop_container(req).await {
-                    tracing::warn!(pod = %self.label(), error = %e.message(), "stopping a container failed");
-                }
+        // All at once, as the kubelet does: each gets the whole grace period.
+        let stops = self.tracks.values().filter_map(|track| {
+            let id = track.id.as_ref()?;
+            if !matches!(track.observed, Some(status::State::Running { .. })) {
+                return None;
             }
-        }
+            let mut rt = self.w.shared.cri.rt();
+            let req = StopContainerRequest {
+                container_id: id.clone(),
+                timeout: grace.as_secs() as i64,
+            };
+            let label = self.label();
+            Some(async move {
+                if let Err(e) = rt.stop_container(req).await {
+                    tracing::warn!(pod = %label, error = %e.message(), "stopping a container failed");
+                }
+            })
+        });
+        futures::future::join_all(stops).await;
         // Also whatever a previous agent left for this uid.
         let sandbox = match self.sandbox.take() {
             Some(id) => Some(id),
@@ -231,7 +236,7 @@ impl Run {
                 .map(|s| s.id),
         };
         if let Some(id) = sandbox {
-            teardown_sandbox(&self.w.shared.cri, &id, &self.uid).await;
+            teardown_sandbox(&self.w.shared, &id, &self.uid).await;
         }
         self.tracks.clear();
     }
@@ -685,6 +690,9 @@ impl Run {
         let config_error = |message: String| ("CreateContainerConfigError".to_string(), message);
         let linux = linux::container_config(pod, c, crate::node::memory_capacity_bytes())
             .map_err(config_error)?;
+        let mounts = volumes::prepare(&self.w.shared.root_dir, &self.uid, pod)
+            .and_then(|ready| volumes::container_mounts(c, &ready))
+            .map_err(config_error)?;
         if linux::check_run_as_non_root(pod, c, &linux::ImageUser::Unset).is_err() {
             let user = self.image_user(&image_ref).await;
             linux::check_run_as_non_root(pod, c, &user).map_err(config_error)?;
@@ -737,6 +745,7 @@ impl Run {
             stdin_once: c.stdin_once.unwrap_or(false),
             tty: c.tty.unwrap_or(false),
             linux: Some(linux),
+            mounts,
             ..Default::default()
         };
         let mut rt = self.w.shared.cri.rt();

@@ -177,13 +177,18 @@ pub(super) async fn port_forward(
         Ok(u) => u,
         Err(resp) => return *resp,
     };
-    let mut ports = Vec::new();
-    for p in query.all("port") {
-        match p.parse::<u16>() {
-            Ok(n) if n > 0 => ports.push(i32::from(n)),
-            _ => return text(StatusCode::BAD_REQUEST, format!("invalid port {p:?}")),
+    // Optional here: SPDY clients name the port per stream; WebSocket ones need the query.
+    let values = query.all("port");
+    let ports = if values.is_empty() {
+        Vec::new()
+    } else {
+        match podway_stream::portforward::headers::parse_port_query(
+            values.iter().map(String::as_str),
+        ) {
+            Ok(ports) => ports.into_iter().map(i32::from).collect(),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
         }
-    }
+    };
     let sandbox = match shared.ready_sandbox(&uid).await {
         Ok(Some(s)) => s,
         Ok(None) => return text(StatusCode::NOT_FOUND, "pod does not exist"),
