@@ -14,15 +14,15 @@ root=$(cd "$here/.." && pwd)
 rounds=${1:-200}
 cd "$root"
 
-cargo build --release -q -p podway
-test_bin=$(cargo test --release -p podway-runtime --test exec_bench --no-run \
-  --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*exec_bench-[^"]*"' |
-  tail -n 1 | cut -d'"' -f4)
-[ -x "$test_bin" ] || { echo "exec_bench test binary not found" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+work=$(mktemp -d /tmp/podway-exec-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+release_podway "$work"
+test_bin=$(bench_test_binary exec_bench)
 
-samples=$(mktemp /tmp/podway-exec-bench.XXXXXX)
-trap 'rm -f "$samples"' EXIT
-PODWAY_BIN="$root/target/release/podway" EXEC_BENCH_N="$rounds" \
+samples="$work/samples"
+PODWAY_BIN="$work/podway" EXEC_BENCH_N="$rounds" \
   "$test_bin" --ignored --nocapture --test-threads=1 exec_true_latency_samples >"$samples"
 
 echo "exec of \`true\`, release build, $rounds rounds, $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"

@@ -15,21 +15,16 @@ root=$(cd "$here/.." && pwd)
 runs=${1:-5}
 mib=${2:-1024}
 cd "$root"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 work=$(mktemp -d /tmp/podway-pf-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-# A copy of the binary: another build of the shared target dir may replace it meanwhile.
-cargo build --release -q -p podway
-cp "$(cargo metadata -q --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/podway" "$work/podway"
-test_bin=$(cargo test --release -p podway-runtime --test portforward_bench --no-run \
-  --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*portforward_bench-[^"]*"' |
-  tail -n 1 | cut -d'"' -f4)
-[ -x "$test_bin" ] || { echo "portforward_bench test binary not found" >&2; exit 1; }
+release_podway "$work"
+test_bin=$(bench_test_binary portforward_bench)
 
 echo "port-forward socket throughput, release build, $runs runs of $mib MiB each way, $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
-echo "tree: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (+ uncommitted changes)');" \
-  "load before:$(uptime | sed 's/.*load average://')"
+tree_and_load
 echo
 PODWAY_BIN="$work/podway" PF_BENCH_RUNS="$runs" PF_BENCH_MIB="$mib" \
   "$test_bin" --ignored --nocapture --test-threads=1 port_forward_throughput |

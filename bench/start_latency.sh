@@ -18,21 +18,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 rounds=${1:-50}
 cd "$root"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 work=$(mktemp -d /tmp/podway-start-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-# A copy of the binary: another build of the shared target dir may replace it meanwhile.
-cargo build --release -q -p podway
-cp "$(cargo metadata -q --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/podway" "$work/podway"
-test_bin=$(cargo test --release -p podway-runtime --test start_bench --no-run \
-  --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*start_bench-[^"]*"' |
-  tail -n 1 | cut -d'"' -f4)
-[ -x "$test_bin" ] || { echo "start_bench test binary not found" >&2; exit 1; }
+release_podway "$work"
+test_bin=$(bench_test_binary start_bench)
 
 echo "container start latency, release build, $rounds rounds, $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
-echo "tree: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (+ uncommitted changes)');" \
-  "load before:$(uptime | sed 's/.*load average://')"
+tree_and_load
 echo
 PODWAY_BIN="$work/podway" START_BENCH_N="$rounds" \
   "$test_bin" --ignored --nocapture --test-threads=1 container_start_latency | grep '^|'

@@ -44,13 +44,17 @@ pub(crate) fn sandbox_spec(config: cri::PodSandboxConfig) -> Result<SandboxSpec,
     } else {
         config.hostname
     };
-    let options = config
+    // No options at all means the kubelet's usual pod (a PID namespace per container); a zeroed
+    // NamespaceOption would mean POD for all three, since POD is the enum's zero.
+    let namespaces = match config
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
-        .and_then(|sc| sc.namespace_options.clone())
-        .unwrap_or_default();
-    let namespaces = pod_namespaces(&options)?;
+        .and_then(|sc| sc.namespace_options.as_ref())
+    {
+        Some(options) => pod_namespaces(options)?,
+        None => PodNamespaces::default(),
+    };
     Ok(SandboxSpec {
         namespaces,
         name: metadata.name,

@@ -7,14 +7,15 @@ use crate::util::io_ctx;
 use crate::{Error, Result};
 
 /// Runs `podway ARGS…` (which forks a detached child and exits), with stderr appended to
-/// `stderr_log`, and returns the words after `ok` of the child's one-line report.
+/// `stderr_log`, reads the child's one-line report (`ok PID …` or `error TEXT`) and returns the
+/// reported pid with its start time (which identifies it across pid reuse).
 /// Blocking: call from `spawn_blocking`.
 pub(crate) fn spawn(
     podway: &Path,
     args: &[&std::ffi::OsStr],
     stderr_log: &Path,
     what: &str,
-) -> Result<Vec<String>> {
+) -> Result<(u32, u64)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -42,7 +43,16 @@ pub(crate) fn spawn(
     }
     let line = line.trim_end();
     match line.split_once(' ').unwrap_or((line, "")) {
-        ("ok", rest) => Ok(rest.split_whitespace().map(str::to_string).collect()),
+        ("ok", rest) => {
+            let pid: u32 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| Error::Command(format!("{what}: bad report {line:?}")))?;
+            let start = crate::util::proc_start_time(pid)
+                .ok_or_else(|| Error::Command(format!("{what}: process {pid} exited at once")))?;
+            Ok((pid, start))
+        }
         ("error", text) => Err(Error::Command(format!("{what}: {text}"))),
         _ => {
             let tail = std::fs::read_to_string(stderr_log).unwrap_or_default();

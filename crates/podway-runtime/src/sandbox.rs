@@ -204,7 +204,7 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
     mount_shm(&dir)?;
     let what = format!("starting the pause process of sandbox {id}");
     let pause_args = crate::pause::args(&hostname, &record.spec.namespaces);
-    let words = crate::detached::spawn(
+    let (pid, pid_start) = crate::detached::spawn(
         &inner.config.podway_bin,
         &pause_args
             .iter()
@@ -213,13 +213,8 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
         &dir.join("pause.log"),
         &what,
     )?;
-    let pid: u32 = words
-        .first()
-        .and_then(|w| w.parse().ok())
-        .ok_or_else(|| Error::Command(format!("{what}: bad report {words:?}")))?;
     record.pid = pid;
-    record.pid_start = crate::util::proc_start_time(pid)
-        .ok_or_else(|| Error::Command(format!("{what}: pause process {pid} exited at once")))?;
+    record.pid_start = pid_start;
     // The pod's monitor starts with the pod (not with its first container): its start stays
     // off the container start path, and a failure shows at once, naming the pod. It writes the
     // record (with both processes) once.
@@ -270,7 +265,7 @@ pub(crate) fn ensure_shim(inner: &Inner, id: &str) -> Result<Shim> {
         )));
     }
     let what = format!("starting the monitor of sandbox {id}");
-    let words = crate::detached::spawn(
+    let (pid, start) = crate::detached::spawn(
         &inner.config.podway_bin,
         &[
             OsStr::new("shim"),
@@ -282,15 +277,6 @@ pub(crate) fn ensure_shim(inner: &Inner, id: &str) -> Result<Shim> {
         &inner.sandbox_dir(id).join("shim.log"),
         &what,
     )?;
-    let pid: u32 = words
-        .first()
-        .and_then(|w| w.parse().ok())
-        .ok_or_else(|| Error::Command(format!("{what}: bad report {words:?}")))?;
-    let Some(start) = crate::util::proc_start_time(pid) else {
-        return Err(Error::Command(format!(
-            "{what}: monitor {pid} exited at once"
-        )));
-    };
     record.shim_pid = pid;
     record.shim_start = start;
     if let Err(e) = inner.save_sandbox(&record) {

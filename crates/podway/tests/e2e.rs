@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
-use std::time::Duration;
 
 use support::*;
 
@@ -36,14 +35,8 @@ fn walking_skeleton_with_kubectl_1_32() {
     let mut cluster = Cluster::start();
 
     // apply + get: the pod runs on our node.
-    let manifest = cluster.dir.path().join("web.yaml");
-    std::fs::write(&manifest, POD).expect("write manifest");
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-    wait_for("pod web to be Running", Duration::from_secs(90), || {
-        cluster.assert_running();
-        let out = cluster.kubectl(&["get", "pod", "web", "-o", "jsonpath={.status.phase}"]);
-        (stdout(&out) == "Running").then_some(())
-    });
+    cluster.apply(POD);
+    cluster.wait_running("web");
     let table = stdout(&cluster.kubectl_ok(&["get", "pods", "-o", "wide"]));
     let row = table
         .lines()

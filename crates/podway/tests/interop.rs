@@ -8,7 +8,6 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use support::*;
 
@@ -100,19 +99,9 @@ fn clients() -> Vec<Client> {
 #[test]
 fn every_kubectl_version_execs_and_forwards() {
     let mut cluster = Cluster::start();
-    let manifest = cluster.dir.path().join("peer.yaml");
-    std::fs::write(&manifest, POD).expect("write manifest");
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    cluster.apply(POD);
     for pod in ["peer", "listener"] {
-        wait_for(
-            &format!("pod {pod} to be Running"),
-            Duration::from_secs(90),
-            || {
-                cluster.assert_running();
-                let out = cluster.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
-                (stdout(&out) == "Running").then_some(())
-            },
-        );
+        cluster.wait_running(pod);
     }
 
     for client in clients() {

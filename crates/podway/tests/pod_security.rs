@@ -17,6 +17,7 @@ kind: Pod
 metadata:
   name: locked
 spec:
+  terminationGracePeriodSeconds: 1
   securityContext:
     runAsUser: 1000
     runAsGroup: 3000
@@ -41,6 +42,7 @@ kind: Pod
 metadata:
   name: nonroot
 spec:
+  terminationGracePeriodSeconds: 1
   securityContext:
     runAsNonRoot: true
   containers:
@@ -53,6 +55,7 @@ kind: Pod
 metadata:
   name: shared
 spec:
+  terminationGracePeriodSeconds: 1
   shareProcessNamespace: true
   containers:
     - name: a
@@ -67,6 +70,7 @@ kind: Pod
 metadata:
   name: hostnet
 spec:
+  terminationGracePeriodSeconds: 1
   hostNetwork: true
   containers:
     - name: main
@@ -116,14 +120,8 @@ fn may_lower_oom_score() -> bool {
 #[test]
 fn security_context_and_limits_reach_the_container() {
     let mut cluster = Cluster::start();
-    let manifest = cluster.dir.path().join("pods.yaml");
-    std::fs::write(&manifest, PODS).expect("write manifest");
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-    wait_for("pod locked to be Running", Duration::from_secs(90), || {
-        cluster.assert_running();
-        let out = cluster.kubectl(&["get", "pod", "locked", "-o", "jsonpath={.status.phase}"]);
-        (stdout(&out) == "Running").then_some(())
-    });
+    cluster.apply(PODS);
+    cluster.wait_running("locked");
 
     // The user, the group and the fsGroup as a supplemental group.
     let id = stdout(&cluster.kubectl_ok(&["exec", "locked", "--", "id"]));
@@ -207,15 +205,7 @@ fn security_context_and_limits_reach_the_container() {
     // shareProcessNamespace: one PID namespace for the pod, whose PID 1 is the pause process;
     // each container sees the other's processes.
     for pod in ["shared", "hostnet"] {
-        wait_for(
-            &format!("pod {pod} to be Running"),
-            Duration::from_secs(90),
-            || {
-                cluster.assert_running();
-                let out = cluster.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
-                (stdout(&out) == "Running").then_some(())
-            },
-        );
+        cluster.wait_running(pod);
     }
     let init =
         stdout(&cluster.kubectl_ok(&["exec", "shared", "-c", "a", "--", "cat", "/proc/1/cmdline"]));

@@ -6,7 +6,6 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use support::*;
 
@@ -24,19 +23,9 @@ spec:
 
 #[test]
 fn official_python_client_execs_and_forwards() {
-    let cluster = Cluster::start();
-    let manifest = cluster.dir.path().join("pyclient.yaml");
-    std::fs::write(&manifest, POD).expect("write manifest");
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-    wait_for(
-        "pod pyclient to be Running",
-        Duration::from_secs(90),
-        || {
-            let out =
-                cluster.kubectl(&["get", "pod", "pyclient", "-o", "jsonpath={.status.phase}"]);
-            (stdout(&out) == "Running").then_some(())
-        },
-    );
+    let mut cluster = Cluster::start();
+    cluster.apply(POD);
+    cluster.wait_running("pyclient");
     let script = repo_root().join("crates/podway/tests/python/official_client.py");
     let out = Command::new("timeout")
         .arg("120")

@@ -67,14 +67,9 @@ fn run_it_attaches_a_terminal() {
 /// `kubectl cp` into and out of a pod: contents survive the tar streams over exec.
 #[test]
 fn cp_copies_files_both_ways() {
-    let cluster = Cluster::start();
-    let manifest = cluster.dir.path().join("files.yaml");
-    std::fs::write(&manifest, POD).expect("write manifest");
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-    wait_for("pod files to be Running", Duration::from_secs(90), || {
-        let out = cluster.kubectl(&["get", "pod", "files", "-o", "jsonpath={.status.phase}"]);
-        (stdout(&out) == "Running").then_some(())
-    });
+    let mut cluster = Cluster::start();
+    cluster.apply(POD);
+    cluster.wait_running("files");
 
     // One file in, read back with exec.
     let local = cluster.dir.path().join("note.txt");

@@ -75,14 +75,8 @@ fn empty_dir_and_host_path_volumes() {
     let host_dir = cluster.dir.path().join("host-data");
     std::fs::create_dir_all(host_dir.join("app")).expect("host dir");
     std::fs::write(host_dir.join("app/settings.conf"), "color=blue\n").expect("host file");
-    let manifest = cluster.dir.path().join("pods.yaml");
-    std::fs::write(&manifest, pods(host_dir.to_str().expect("utf-8 path"))).expect("manifest");
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-    wait_for("pod vols to be Running", Duration::from_secs(90), || {
-        cluster.assert_running();
-        let out = cluster.kubectl(&["get", "pod", "vols", "-o", "jsonpath={.status.phase}"]);
-        (stdout(&out) == "Running").then_some(())
-    });
+    cluster.apply(&pods(host_dir.to_str().expect("utf-8 path")));
+    cluster.wait_running("vols");
 
     // One emptyDir, seen by both containers; read-only where the mount says so.
     let note = wait_for("the writer's note", Duration::from_secs(30), || {

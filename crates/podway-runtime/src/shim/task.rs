@@ -269,14 +269,7 @@ impl Task {
         let out = &mut outputs[i];
         let n = match out.fd.read(buf) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                return;
-            }
+            Err(e) if try_again_later(&e) => return,
             // EIO: the end of a terminal.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => 0,
             Err(e) => {
@@ -335,14 +328,7 @@ impl Task {
                 return;
             }
             Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                return;
-            }
+            Err(e) if try_again_later(&e) => return,
             Err(_) => {
                 c.open = false;
                 return;
@@ -503,4 +489,12 @@ fn open_log(path: &std::path::Path) -> Option<File> {
         .open(path)
         .map_err(|e| eprintln!("podway shim: opening log {}: {e}", path.display()))
         .ok()
+}
+
+/// Whether a non-blocking read found nothing yet (or was interrupted): the loop polls again.
+fn try_again_later(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
 }

@@ -173,6 +173,27 @@ impl Cluster {
         out
     }
 
+    /// Writes `yaml` to a file of this cluster's temp dir and `kubectl apply`s it.
+    pub fn apply(&self, yaml: &str) {
+        let manifest = self.dir.path().join("manifest.yaml");
+        std::fs::write(&manifest, yaml).expect("write manifest");
+        self.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    }
+
+    /// Waits (90 s at most) until pod `name` is Running; fails with podway's log if `podway up`
+    /// has exited.
+    pub fn wait_running(&mut self, name: &str) {
+        wait_for(
+            &format!("pod {name} to be Running"),
+            Duration::from_secs(90),
+            || {
+                self.assert_running();
+                let out = self.kubectl(&["get", "pod", name, "-o", "jsonpath={.status.phase}"]);
+                (stdout(&out) == "Running").then_some(())
+            },
+        );
+    }
+
     /// Stops `podway up` with SIGTERM and returns its exit status and stdout.
     pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.up.take().expect("podway up already stopped");
