@@ -1210,6 +1210,12 @@ async fn runtime_restart_keeps_the_pod_shim_and_whole_logs() {
             .then_some(())
     })
     .await;
+    // The old containers keep logging through the same monitor after the restart (one line per
+    // 50 ms: wait for it rather than assume the time since then was long enough).
+    eventually("lines written after the restart", || {
+        (counted(&f, "a").len() > during[0] && counted(&f, "b").len() > during[1]).then_some(())
+    })
+    .await;
     for (id, name, during) in [(&a, "a", during[0]), (&b, "b", during[1])] {
         f.rt()
             .stop_container(id, Duration::ZERO)

@@ -42,9 +42,12 @@ fn run_it_attaches_a_terminal() {
             .spawn()
             .expect("script kubectl run -it"),
     );
-    // Typed ahead: the pty keeps it until the shell reads its terminal.
+    // Typed ahead: the pty keeps it until the shell reads its terminal. kubectl sets the size
+    // twice (one row and column more, then the real one, to make the shell redraw): the shell
+    // waits a moment for the second, as a person at the prompt would.
     let mut keys = tty.0.stdin.take().expect("stdin");
-    keys.write_all(b"stty size; exit 6\n").expect("type");
+    keys.write_all(b"sleep 1; stty size; exit 6\n")
+        .expect("type");
     let mut output = String::new();
     let status = wait_for("kubectl run -it to end", Duration::from_secs(90), || {
         tty.0.try_wait().expect("wait script")
