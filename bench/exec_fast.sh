@@ -16,8 +16,7 @@ cd "$root"
 
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
-work=$(mktemp -d /tmp/podway-exec-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+bench_workdir podway-exec-bench
 release_podway "$work"
 test_bin=$(bench_test_binary exec_bench)
 

@@ -1,10 +1,16 @@
 # Shared setup of the runtime benchmarks (sourced, not run).
 #
+#   bench_workdir NAME      makes a temp dir /tmp/NAME.XXXXXX in $work, removed on exit
 #   release_podway DIR      builds the release binary and copies it to DIR/podway (another build
 #                           of the shared target dir may replace the original meanwhile)
 #   bench_test_binary NAME  builds podway-runtime's test NAME in release and prints its path
 #   tree_and_load           prints the commit (and whether crates/ has uncommitted changes) and
 #                           the load average
+
+bench_workdir() {
+  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+}
 
 release_podway() {
   cargo build --release -q -p podway

@@ -18,8 +18,7 @@ cd "$root"
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
-work=$(mktemp -d /tmp/podway-pf-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+bench_workdir podway-pf-bench
 release_podway "$work"
 test_bin=$(bench_test_binary portforward_bench)
 

@@ -21,8 +21,7 @@ cd "$root"
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
-work=$(mktemp -d /tmp/podway-start-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+bench_workdir podway-start-bench
 release_podway "$work"
 test_bin=$(bench_test_binary start_bench)
 

@@ -46,18 +46,7 @@ fn walking_skeleton_with_kubectl_1_32() {
         row.contains("Running") && row.contains(&cluster.node_name),
         "unexpected row: {row}"
     );
-    let container_id = stdout(&cluster.kubectl_ok(&[
-        "get",
-        "pod",
-        "web",
-        "-o",
-        "jsonpath={.status.containerStatuses[0].containerID}",
-    ]));
-    let container_id = container_id
-        .split("://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("bad containerID {container_id}"))
-        .to_owned();
+    let container_id = cluster.container_id("web");
 
     // The container really runs under runc in its own namespaces.
     let runc_root = cluster.state_dir.join("runc");

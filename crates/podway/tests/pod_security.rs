@@ -158,18 +158,7 @@ fn security_context_and_limits_reach_the_container() {
                 .to_owned()
         }
     );
-    let container_id = stdout(&cluster.kubectl_ok(&[
-        "get",
-        "pod",
-        "locked",
-        "-o",
-        "jsonpath={.status.containerStatuses[0].containerID}",
-    ]));
-    let container_id = container_id
-        .split("://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("bad containerID {container_id}"))
-        .to_owned();
+    let container_id = cluster.container_id("locked");
     assert_eq!(
         cgroup_file(
             &container_id,

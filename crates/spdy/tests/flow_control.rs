@@ -147,15 +147,7 @@ async fn peer_without_window_updates_sends_and_receives_beyond_64k() {
 async fn sender_honours_the_window_of_a_peer_that_does_flow_control() {
     const WINDOW: u32 = 16 * 1024;
     let (mut peer, client, _incoming) = raw_server_to_client(Config::default()).await;
-    let app = tokio::spawn(async move {
-        let mut stream = client
-            .open(headers(&[("streamtype", "data")]))
-            .await
-            .unwrap();
-        stream.write_all(&pattern(100 * 1024, 7)).await.unwrap();
-        stream.shutdown().await.unwrap();
-        (stream, client)
-    });
+    let app = tokio::spawn(write_one_stream(client, 100 * 1024, 7));
     let Some(Frame::SynStream(syn)) = peer.recv_skip_settings().await else {
         panic!("expected SYN_STREAM");
     };
@@ -279,15 +271,7 @@ async fn window_updates_in_both_directions_never_stall_the_session() {
 async fn session_window_binds_a_peer_that_sends_session_updates() {
     const SESSION: usize = 64 * 1024 + 1;
     let (mut peer, client, _incoming) = raw_server_to_client(Config::default()).await;
-    let app = tokio::spawn(async move {
-        let mut stream = client
-            .open(headers(&[("streamtype", "data")]))
-            .await
-            .unwrap();
-        stream.write_all(&pattern(200 * 1024, 11)).await.unwrap();
-        stream.shutdown().await.unwrap();
-        (stream, client)
-    });
+    let app = tokio::spawn(write_one_stream(client, 200 * 1024, 11));
     let Some(Frame::SynStream(syn)) = peer.recv_skip_settings().await else {
         panic!("expected SYN_STREAM");
     };
@@ -328,4 +312,20 @@ async fn session_window_binds_a_peer_that_sends_session_updates() {
     }
     assert_eq!(received, 200 * 1024);
     app.await.unwrap();
+}
+
+/// Opens a data stream on `client`, writes `len` bytes of pattern `seed` and half-closes it;
+/// returns the stream and the session (kept alive for the caller).
+async fn write_one_stream(
+    client: spdy::Session,
+    len: usize,
+    seed: u64,
+) -> (spdy::Stream, spdy::Session) {
+    let mut stream = client
+        .open(headers(&[("streamtype", "data")]))
+        .await
+        .unwrap();
+    stream.write_all(&pattern(len, seed)).await.unwrap();
+    stream.shutdown().await.unwrap();
+    (stream, client)
 }

@@ -12,6 +12,9 @@ pub(crate) struct Quantity {
     denominator: i128,
 }
 
+/// The binary SI suffixes, by power of 1024 (`Ki` = 1024¹ …).
+const BINARY_SUFFIXES: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+
 /// Largest power of ten a quantity may carry; beyond it the value is not a resource amount.
 const MAX_EXPONENT: u32 = 30;
 
@@ -62,22 +65,15 @@ impl Quantity {
                 })
             }
         };
-        let binary = |power: u32| 1_i128 << (10 * power);
+        let binary = BINARY_SUFFIXES
+            .iter()
+            .position(|s| *s == suffix)
+            .map(|i| 1_i128 << (10 * (i + 1)));
         q = match suffix {
             "" => Some(q),
-            "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
-                let power = match suffix {
-                    "Ki" => 1,
-                    "Mi" => 2,
-                    "Gi" => 3,
-                    "Ti" => 4,
-                    "Pi" => 5,
-                    _ => 6,
-                };
-                q.numerator
-                    .checked_mul(binary(power))
-                    .map(|numerator| Quantity { numerator, ..q })
-            }
+            _ if binary.is_some() => binary
+                .and_then(|factor| q.numerator.checked_mul(factor))
+                .map(|numerator| Quantity { numerator, ..q }),
             "n" => scale(q, -9),
             "u" => scale(q, -6),
             "m" => scale(q, -3),

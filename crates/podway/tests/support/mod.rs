@@ -194,6 +194,20 @@ impl Cluster {
         );
     }
 
+    /// The runtime's id of pod `name`'s first container (its `containerID` without the scheme).
+    pub fn container_id(&self, name: &str) -> String {
+        let id = stdout(&self.kubectl_ok(&[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].containerID}",
+        ]));
+        id.split_once("://")
+            .map(|(_, id)| id.to_owned())
+            .unwrap_or_else(|| panic!("bad containerID {id:?}"))
+    }
+
     /// Stops `podway up` with SIGTERM and returns its exit status and stdout.
     pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.up.take().expect("podway up already stopped");
