@@ -49,6 +49,7 @@ mod oci_runtime;
 pub mod pause;
 pub mod pull;
 mod reference;
+mod resident;
 mod resources;
 mod sandbox;
 mod security;

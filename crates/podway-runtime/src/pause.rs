@@ -134,6 +134,7 @@ fn hold(args: &Args) -> i32 {
     if result.is_err() {
         return 1;
     }
+    crate::resident::release_clean_file_pages();
     loop {
         match signals.wait() {
             Ok(Signal::SIGCHLD) => reap_orphans(),

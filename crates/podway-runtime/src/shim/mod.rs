@@ -156,6 +156,7 @@ fn serve(args: &Args) -> i32 {
     match ready {
         Ok(mut monitor) => {
             report(&format!("ok {}\n", std::process::id()));
+            crate::resident::release_clean_file_pages();
             monitor.run();
             0
         }

@@ -145,6 +145,8 @@ impl Monitor {
         while let Ok((conn, _)) = self.control.accept() {
             self.answer(&conn);
         }
+        // Starting a container ran code the loop does not need again (runc, JSON).
+        crate::resident::release_clean_file_pages();
     }
 
     fn answer(&mut self, conn: &UnixStream) {
