@@ -52,6 +52,7 @@ mod reference;
 mod resident;
 mod resources;
 mod sandbox;
+mod seccomp_bpf;
 mod security;
 pub mod shim;
 mod snapshots;

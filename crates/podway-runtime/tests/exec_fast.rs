@@ -7,19 +7,24 @@ mod common;
 use std::time::Duration;
 
 use common::{Fixture, alive, eventually, strings};
-use podway_runtime::{Error, ProcessIo, Runtime, WindowSize};
+use podway_runtime::{Error, ProcessIo, Runtime, SeccompProfile, WindowSize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `runc exec ID cmd…` run by hand on the fixture's runc root: the reference.
-fn runc_exec(f: &Fixture, id: &str, cmd: &[&str]) -> String {
-    let out = std::process::Command::new(&f.config.oci_runtime)
+/// `runc exec ID cmd…` run by hand on the fixture's runc root, whatever its outcome.
+fn runc_exec_output(f: &Fixture, id: &str, cmd: &[&str]) -> std::process::Output {
+    std::process::Command::new(&f.config.oci_runtime)
         .arg("--root")
         .arg(f.config.state_dir.join("runc"))
         .arg("exec")
         .arg(id)
         .args(cmd)
         .output()
-        .unwrap_or_else(|e| panic!("runc exec: {e}"));
+        .unwrap_or_else(|e| panic!("runc exec: {e}"))
+}
+
+/// `runc exec ID cmd…` run by hand on the fixture's runc root: the reference.
+fn runc_exec(f: &Fixture, id: &str, cmd: &[&str]) -> String {
+    let out = runc_exec_output(f, id, cmd);
     assert!(
         out.status.success(),
         "runc exec {cmd:?}: {}",
@@ -479,4 +484,185 @@ async fn exec_sync_output_is_capped_at_16_mib() {
     assert_eq!(out.exit_code, 3);
     assert_eq!(out.stdout.len(), 16 * 1024 * 1024);
     assert_eq!(out.stderr.len(), 16 * 1024 * 1024);
+}
+
+/// The `Seccomp:` and `Seccomp_filters:` lines of `/proc/self/status`.
+fn seccomp_lines(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter(|l| l.starts_with("Seccomp:") || l.starts_with("Seccomp_filters:"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Pids of every process whose command line is `args`.
+fn processes_running(args: &str) -> Vec<u32> {
+    let procs = std::fs::read_dir("/proc").unwrap_or_else(|e| panic!("{e}"));
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Runs `sleep SECONDS` in `id` (a number no other test uses) and tells whether the fast path
+/// started it: then it is a direct child of this process (through runc it is not); then ends it.
+async fn fast_path_taken(rt: &Runtime, id: &str, seconds: &str) -> bool {
+    let cmdline = format!("sleep {seconds}");
+    let exec = tokio::spawn({
+        let rt = rt.clone();
+        let id = id.to_string();
+        let seconds = seconds.to_string();
+        async move {
+            rt.exec(
+                &id,
+                strings(&["sleep", &seconds]),
+                false,
+                ProcessIo::default(),
+            )
+            .await
+        }
+    });
+    let pid = eventually("the exec'd sleep", || {
+        processes_running(&cmdline).first().copied()
+    })
+    .await;
+    let ours = our_children_running(&cmdline).contains(&pid);
+    exec.abort();
+    let _ = exec.await;
+    eventually("the aborted exec's process gone", || {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    ours
+}
+
+/// Both paths refuse `cmd` with "Operation not permitted" (EPERM from the filter).
+async fn assert_refused_by_both(f: &Fixture, id: &str, cmd: &[&str]) {
+    let fast = f
+        .rt()
+        .exec_sync(id, strings(cmd), None)
+        .await
+        .unwrap_or_else(|e| panic!("exec {cmd:?}: {e}"));
+    let fast_err = String::from_utf8_lossy(&fast.stderr);
+    assert!(
+        fast.exit_code != 0 && fast_err.contains("Operation not permitted"),
+        "fast {cmd:?}: {} {fast_err}",
+        fast.exit_code
+    );
+    let runc = runc_exec_output(f, id, cmd);
+    let runc_err = String::from_utf8_lossy(&runc.stderr);
+    assert!(
+        !runc.status.success() && runc_err.contains("Operation not permitted"),
+        "runc {cmd:?}: {runc_err}"
+    );
+}
+
+#[tokio::test]
+async fn fast_exec_applies_the_runtime_default_seccomp_filter() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("seccomp").await;
+    let rt = f.rt().clone();
+    // Without no_new_privs the filter is loaded before the capabilities drop; with it, last.
+    for no_new_privs in [false, true] {
+        let name = format!("main-{no_new_privs}");
+        let id = f
+            .container_with(&sandbox, &name, &["sleep", "1000"], |s| {
+                s.security.seccomp = SeccompProfile::RuntimeDefault;
+                s.security.no_new_privs = no_new_privs;
+            })
+            .await;
+        assert!(fast_path_taken(&rt, &id, "4322").await);
+
+        let status = fast_exec(&rt, &id, &["cat", "/proc/self/status"]).await;
+        let reference = runc_exec(&f, &id, &["cat", "/proc/self/status"]);
+        // Filter mode (2), one filter, as runc loads one.
+        assert_eq!(
+            seccomp_lines(&status),
+            ["Seccomp: 2", "Seccomp_filters: 1"],
+            "{status}"
+        );
+        assert_eq!(seccomp_lines(&status), seccomp_lines(&reference));
+        assert_eq!(credentials(&status), credentials(&reference));
+
+        assert_refused_by_both(&f, &id, &["unshare", "-U", "true"]).await;
+        assert_eq!(
+            fast_exec(&rt, &id, &["echo", "still", "fine"]).await,
+            "still fine\n"
+        );
+        // clone without CLONE_NEWUSER passes.
+        let forked = fast_exec(&rt, &id, &["sh", "-c", "echo $(echo forked) | cat"]).await;
+        assert_eq!(forked, "forked\n");
+    }
+}
+
+#[tokio::test]
+async fn fast_exec_applies_a_localhost_allow_list_profile() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    // Every x86-64 system call of this machine's headers but mkdir and mkdirat; the rest fail
+    // with EPERM (and runc's stub makes calls numbered above them fail with ENOSYS).
+    let header = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+        .unwrap_or_else(|e| panic!("unistd_64.h: {e}"));
+    let names: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define __NR_"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "mkdir" && *n != "mkdirat")
+        .collect();
+    assert!(names.len() > 300, "{header}");
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{ "names": names, "action": "SCMP_ACT_ALLOW" }],
+    });
+    let path = f.tmp.path().join("allow-list.json");
+    std::fs::write(&path, profile.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let sandbox = f.sandbox("allowlist").await;
+    let id = f
+        .container_with(&sandbox, "main", &["sleep", "1000"], |s| {
+            s.security.seccomp = SeccompProfile::Localhost(path.clone());
+        })
+        .await;
+    let rt = f.rt().clone();
+    assert!(fast_path_taken(&rt, &id, "4323").await);
+
+    let status = fast_exec(&rt, &id, &["cat", "/proc/self/status"]).await;
+    let reference = runc_exec(&f, &id, &["cat", "/proc/self/status"]);
+    assert_eq!(seccomp_lines(&status), seccomp_lines(&reference));
+    assert_refused_by_both(&f, &id, &["mkdir", "/tmp/new"]).await;
+    assert_eq!(fast_exec(&rt, &id, &["ls", "/tmp"]).await, "");
+    assert_eq!(fast_exec(&rt, &id, &["echo", "allowed"]).await, "allowed\n");
+}
+
+#[tokio::test]
+async fn a_profile_the_fast_path_does_not_reproduce_goes_through_runc() {
+    let f = Fixture::new().await;
+    f.import_demo();
+    // Another CPU family's architecture: runc takes it, the compiler refuses it.
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO" }],
+    });
+    let path = f.tmp.path().join("arm.json");
+    std::fs::write(&path, profile.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let sandbox = f.sandbox("fallback").await;
+    let id = f
+        .container_with(&sandbox, "main", &["sleep", "1000"], |s| {
+            s.security.seccomp = SeccompProfile::Localhost(path.clone());
+        })
+        .await;
+    let rt = f.rt().clone();
+    assert!(!fast_path_taken(&rt, &id, "4324").await);
+    assert_refused_by_both(&f, &id, &["mkdir", "/tmp/new"]).await;
+    assert_eq!(
+        fast_exec(&rt, &id, &["echo", "via runc"]).await,
+        "via runc\n"
+    );
 }

@@ -25,6 +25,7 @@ pub(crate) enum Step {
     Ambient,
     NoNewPrivileges,
     CloseFds,
+    Seccomp,
 }
 
 impl Step {
@@ -50,6 +51,7 @@ impl Step {
             Ambient,
             NoNewPrivileges,
             CloseFds,
+            Seccomp,
         ]
         .into_iter()
         .find(|s| *s as u8 == b)
@@ -76,6 +78,7 @@ impl Step {
             Step::Ambient => "setting ambient capabilities",
             Step::NoNewPrivileges => "setting no_new_privs",
             Step::CloseFds => "marking inherited descriptors close-on-exec",
+            Step::Seccomp => "loading the seccomp filter",
         }
     }
 }
@@ -119,6 +122,8 @@ pub(crate) struct ChildSetup {
     pub caps: CapSets,
     /// `PR_SET_NO_NEW_PRIVS`.
     pub no_new_privileges: bool,
+    /// The seccomp filter: loaded where runc's exec loads it (see [`ChildSetup::load_seccomp`]).
+    pub seccomp: Option<crate::seccomp_bpf::Filter>,
     /// Write end of the pipe the failing step is reported through.
     pub report: OwnedFd,
 }
@@ -196,6 +201,9 @@ impl ChildSetup {
                 libc::umask(mask);
             }
             self.hand_stdio_to_user()?;
+            if !self.no_new_privileges {
+                self.load_seccomp()?;
+            }
             for cap in 0..=self.caps.last_cap.min(63) {
                 if self.caps.bounding & (1 << cap) == 0 {
                     check(
@@ -245,8 +253,36 @@ impl ChildSetup {
             {
                 self.cloexec_by_hand()?;
             }
+            if self.no_new_privileges {
+                self.load_seccomp()?;
+            }
         }
         Ok(())
+    }
+
+    /// Loads the seccomp filter where runc's exec does: without `no_new_privs` loading one takes
+    /// `CAP_SYS_ADMIN`, so before the capabilities and the user change (the calls after it must
+    /// pass the filter, as runc's do); with it, last of all, right before `execve`, so that as
+    /// few calls as possible of the setup have to pass it.
+    fn load_seccomp(&self) -> StepResult {
+        const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+        let Some(filter) = &self.seccomp else {
+            return Ok(());
+        };
+        let prog = libc::sock_fprog {
+            // At most 4096 instructions (the compiler checks).
+            len: filter.program.len() as libc::c_ushort,
+            filter: filter.program.as_ptr().cast_mut(),
+        };
+        // SAFETY: seccomp(2) reads the program, which outlives the call, and copies it.
+        check(Step::Seccomp, unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                libc::c_ulong::from(filter.flags),
+                &raw const prog,
+            )
+        })
     }
 
     /// As runc does: stdio not owned by the process user (and not `/dev/null`) is given to it,

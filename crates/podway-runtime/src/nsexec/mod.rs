@@ -12,13 +12,20 @@
 //!   a terminal and `HOME` from the container's passwd when unset), cwd, and runc's session
 //!   keyring `_ses.<id>`;
 //! - a terminal from the container's own devpts (session leader, controlling terminal,
-//!   resizable), or pipes; stdio is handed to the process user as runc does.
+//!   resizable), or pipes; stdio is handed to the process user as runc does;
+//! - the spec's seccomp filter (`linux.seccomp`), compiled to classic BPF by
+//!   [`crate::seccomp_bpf`] at every exec and loaded where runc's exec loads it: before the
+//!   capabilities are dropped without `noNewPrivileges` (loading then takes `CAP_SYS_ADMIN`),
+//!   right before `execve` with it. One filter, as runc loads one.
 //!
-//! It falls back to `runc exec` (see `plan::unsupported`) when the spec has what it does not
-//! reproduce: a seccomp filter, an AppArmor profile, an SELinux label, a user namespace, an
-//! Intel RDT group, a personality, an I/O priority, a scheduler policy or an exec CPU
-//! affinity; also when the init process is gone (runc then reports why), when the container
-//! has no usable devpts for a terminal, and when `PODWAY_EXEC=runc` is set.
+//! It falls back to `runc exec` (see `plan::unsupported` and `plan::seccomp_filter`) when the
+//! spec has what it does not reproduce: a seccomp profile the compiler refuses (a seccomp
+//! agent, another CPU family's architecture, rules with different actions for one call, flags
+//! other than LOG/SPEC_ALLOW/TSYNC or ones this kernel does not take, a program over 4096
+//! instructions), an AppArmor profile, an SELinux label, a user namespace, an Intel RDT group,
+//! a personality, an I/O priority, a scheduler policy or an exec CPU affinity; also when the
+//! init process is gone (runc then reports why), when the container has no usable devpts for a
+//! terminal, and when `PODWAY_EXEC=runc` is set.
 //!
 //! Safety of the window between fork and execve (the CVE-2019-5736 family): the child is born
 //! in the container's pid namespace, so its processes may see it before it has switched to the

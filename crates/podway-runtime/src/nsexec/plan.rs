@@ -1,6 +1,7 @@
 //! Everything an exec needs, read and opened before the fork: the container's config.json
-//! (process user, capabilities, rlimits, env, cwd), its init process's namespaces and cgroups,
-//! and what the fast path does not reproduce (then the exec goes through runc).
+//! (process user, capabilities, rlimits, env, cwd, seccomp filter, compiled here), its init
+//! process's namespaces and cgroups, and what the fast path does not reproduce (then the exec
+//! goes through runc).
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -51,6 +52,7 @@ pub(crate) fn plan(inner: &Inner, id: &str, cmd: &[String], tty: bool) -> Result
     let config = inner.container_dir(id).join("config.json");
     let spec = Spec::load(&config).map_err(|e| format!("reading {}: {e}", config.display()))?;
     unsupported(&spec)?;
+    let seccomp = seccomp_filter(&spec)?;
     let process = spec
         .process()
         .as_ref()
@@ -150,6 +152,7 @@ pub(crate) fn plan(inner: &Inner, id: &str, cmd: &[String], tty: bool) -> Result
         groups: user.additional_gids().clone().unwrap_or_default(),
         caps,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
+        seccomp,
         report: report_write,
     };
     Ok(Plan {
@@ -184,9 +187,6 @@ fn unsupported(spec: &Spec) -> Result<(), Fallback> {
         }
     }
     if let Some(linux) = spec.linux() {
-        if linux.seccomp().is_some() {
-            found.push("a seccomp filter");
-        }
         if linux.intel_rdt().is_some() {
             found.push("an Intel RDT group");
         }
@@ -207,6 +207,23 @@ fn unsupported(spec: &Spec) -> Result<(), Fallback> {
     } else {
         Err(format!("the container's spec has {}", found.join(", ")))
     }
+}
+
+/// The container's seccomp filter, compiled (per exec: about 35 µs for `RuntimeDefault`);
+/// `Err` when it has what the compiler does not reproduce or flags this kernel does not take.
+fn seccomp_filter(spec: &Spec) -> Result<Option<crate::seccomp_bpf::Filter>, Fallback> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let filter = crate::seccomp_bpf::compile(profile)
+        .map_err(|e| format!("the container's seccomp filter: {e}"))?;
+    if !crate::seccomp_bpf::kernel_takes_flags(filter.flags) {
+        return Err(format!(
+            "the kernel does not take the seccomp filter flags {:#x}",
+            filter.flags
+        ));
+    }
+    Ok(Some(filter))
 }
 
 fn ns_id(path: &str) -> std::io::Result<(u64, u64)> {
