@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Exec latency of `true` in a running container, four ways in the same run, interleaved:
+# Exec latency of `true` in a running container, six ways in the same run, interleaved:
 #   fast          Runtime::exec_sync through the fast path (the runtime enters the namespaces)
 #   runtime-runc  Runtime::exec_sync through `runc exec --process` (PODWAY_EXEC=runc's path)
 #   runc-exec     bare `runc --root … exec ID true`
 #   nsenter       `nsenter -a -t PID true` (the floor: one fork + setns + exec, no cgroup/caps)
+#   fast-seccomp, runtime-runc-seccomp
+#                 the first two in a second container with the RuntimeDefault seccomp filter
+#                 (the fast path compiles and loads the filter itself)
 # Prints a markdown table: median, p90, min, and medians as ratios to nsenter's.
 # Needs root, runc, umoci, busybox-static, util-linux's nsenter (scripts/install-deps.sh).
 #
@@ -39,7 +42,9 @@ def pct(values, p):
 floor = pct(samples["nsenter"], 0.5)
 print("| way | median ms | p90 ms | min ms | median / nsenter |")
 print("|---|---:|---:|---:|---:|")
-for way in ["fast", "runtime-runc", "runc-exec", "nsenter"]:
-    v = samples[way]
+for way in ["fast", "runtime-runc", "runc-exec", "nsenter", "fast-seccomp", "runtime-runc-seccomp"]:
+    v = samples.get(way)
+    if not v:
+        continue
     print(f"| {way} | {pct(v, 0.5):.2f} | {pct(v, 0.9):.2f} | {min(v):.2f} | {pct(v, 0.5) / floor:.2f} |")
 EOF
