@@ -4,19 +4,25 @@
 //! state never uses again: the Rust runtime's start, argument parsing, the setup of the
 //! namespaces or sockets. Those pages are shared with the page cache, but as long as they stay
 //! mapped they count in the helper's RSS and the kernel keeps them as in-use memory. Once set
-//! up, a helper calls [`release_clean_file_pages`]: every read-only file mapping without a
-//! private copy of any page (the binary's text and constants, the C library's) is dropped from
-//! its page tables with `MADV_DONTNEED`. The mapping stays; a page touched again is mapped
-//! back from the file, unchanged, so only what the loop really uses comes back.
+//! up, a helper calls [`release_clean_file_pages`]: every page of a read-only file mapping that
+//! is still the file's own (the binary's text, constants and relocation-free RELRO, the C
+//! library's) is dropped from its page tables with `MADV_DONTNEED`. The mapping stays; a page
+//! touched again is mapped back from the file, unchanged, so only what the loop really uses
+//! comes back.
 //!
-//! Writable mappings, anonymous memory and any read-only mapping with private pages (the
-//! relocated RELRO of a position-independent binary) are left alone: dropping those would lose
-//! their contents.
+//! Writable mappings, anonymous memory and the private copies of pages a read-only mapping
+//! holds (a GOT or RELRO page the dynamic loader relocated) are left alone: dropping those would
+//! lose their contents. `/proc/self/pagemap` tells the two kinds of page apart.
+use std::io::{Read, Seek, SeekFrom};
 
-/// One mapping of `/proc/self/smaps` that is safe to drop: file-backed, not writable, no
-/// private (copied) page.
+/// `/proc/PID/pagemap`: the page is present.
+const PAGE_PRESENT: u64 = 1 << 63;
+/// `/proc/PID/pagemap`: the page is a file page (or shared anonymous), not a private copy.
+const PAGE_FILE: u64 = 1 << 61;
+
+/// A read-only private file mapping of `/proc/self/maps`: the candidates.
 #[derive(Debug, PartialEq, Eq)]
-struct CleanMapping {
+struct Mapping {
     start: usize,
     end: usize,
 }
@@ -24,112 +30,124 @@ struct CleanMapping {
 /// Drops this process's clean read-only file pages from its page tables (see the module doc).
 /// Best effort: a failure leaves the pages mapped, which costs memory, not correctness.
 pub(crate) fn release_clean_file_pages() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
     };
-    for m in clean_mappings(&smaps) {
-        // SAFETY: the range is a whole mapping of this process that is read-only,
-        // file-backed and has no anonymous (private) page, so MADV_DONTNEED only unmaps pages
-        // the next access maps again from the same file contents.
-        unsafe {
-            libc::madvise(
-                m.start as *mut libc::c_void,
-                m.end - m.start,
-                libc::MADV_DONTNEED,
-            );
+    let Ok(mut pagemap) = std::fs::File::open("/proc/self/pagemap") else {
+        return;
+    };
+    let page = page_size();
+    for m in read_only_file_mappings(&maps) {
+        let Some(entries) = pagemap_entries(&mut pagemap, &m, page) else {
+            continue;
+        };
+        for (first, count) in file_page_runs(&entries) {
+            // SAFETY: the range lies in a read-only private file mapping of this process and
+            // holds only pages that are the file's own (no private copy), so MADV_DONTNEED
+            // only unmaps pages the next access maps again from the same file contents.
+            unsafe {
+                libc::madvise(
+                    (m.start + first * page) as *mut libc::c_void,
+                    count * page,
+                    libc::MADV_DONTNEED,
+                );
+            }
         }
     }
 }
 
-/// The mappings of an smaps text that [`release_clean_file_pages`] may drop.
-fn clean_mappings(smaps: &str) -> Vec<CleanMapping> {
-    // Each mapping with whether it is still a candidate, in order.
-    let mut mappings: Vec<(CleanMapping, bool)> = Vec::new();
-    for line in smaps.lines() {
-        if let Some(header) = mapping_header(line) {
-            mappings.push(header);
+fn page_size() -> usize {
+    // SAFETY: sysconf with a constant name.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// The pagemap entry of every page of `m`.
+fn pagemap_entries(pagemap: &mut std::fs::File, m: &Mapping, page: usize) -> Option<Vec<u64>> {
+    let pages = (m.end - m.start) / page;
+    let mut bytes = vec![0u8; pages * 8];
+    pagemap
+        .seek(SeekFrom::Start(u64::try_from(m.start / page * 8).ok()?))
+        .ok()?;
+    pagemap.read_exact(&mut bytes).ok()?;
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+            .collect(),
+    )
+}
+
+/// Runs `(first page, count)` of present file pages among pagemap `entries`.
+fn file_page_runs(entries: &[u64]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &e) in entries.iter().enumerate() {
+        if e & PAGE_PRESENT == 0 || e & PAGE_FILE == 0 {
             continue;
         }
-        let Some((_, clean)) = mappings.last_mut() else {
-            continue;
-        };
-        let mut fields = line.split_whitespace();
-        let (Some(key), Some(value)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let private_key = matches!(key, "Private_Dirty:" | "Anonymous:" | "Swap:" | "Locked:");
-        if private_key && value != "0" {
-            *clean = false;
+        match runs.last_mut() {
+            Some((first, count)) if *first + *count == i => *count += 1,
+            _ => runs.push((i, 1)),
         }
     }
-    mappings
-        .into_iter()
-        .filter_map(|(m, clean)| clean.then_some(m))
+    runs
+}
+
+/// The read-only private file mappings of a `/proc/PID/maps` text
+/// (`start-end perms offset dev inode path`).
+fn read_only_file_mappings(maps: &str) -> Vec<Mapping> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let perms = fields.next()?;
+            let path = fields.nth(3)?;
+            let candidate = path.starts_with('/') && !perms.contains('w') && perms.ends_with('p');
+            candidate.then_some(Mapping {
+                start: usize::from_str_radix(start, 16).ok()?,
+                end: usize::from_str_radix(end, 16).ok()?,
+            })
+        })
         .collect()
-}
-
-/// Parses a mapping's first line (`start-end perms offset dev inode path`): the range and
-/// whether it is a candidate (a file path, no write permission); None for field lines.
-fn mapping_header(line: &str) -> Option<(CleanMapping, bool)> {
-    let mut fields = line.split_whitespace();
-    let (start, end) = fields.next()?.split_once('-')?;
-    let start = usize::from_str_radix(start, 16).ok()?;
-    let end = usize::from_str_radix(end, 16).ok()?;
-    let perms = fields.next()?;
-    if perms.len() != 4 {
-        return None;
-    }
-    let path = fields.nth(3).unwrap_or("");
-    let candidate = path.starts_with('/') && !perms.contains('w') && perms.ends_with('p');
-    Some((CleanMapping { start, end }, candidate))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SMAPS: &str = "\
+    const MAPS: &str = "\
 00200000-00900000 r--p 00000000 fe:00 10158203   /usr/bin/podway
-Size:               7168 kB
-Rss:                 576 kB
-Private_Dirty:         0 kB
-Anonymous:             0 kB
-Swap:                  0 kB
-Locked:                0 kB
 00900000-01f79000 r-xp 006ff000 fe:00 10158203   /usr/bin/podway
-Rss:                2020 kB
-Private_Dirty:         0 kB
-Anonymous:             0 kB
-01f79000-01f85000 r--p 01d77000 fe:00 10158203   /usr/bin/podway
-Rss:                  48 kB
-Private_Dirty:        48 kB
-Anonymous:            48 kB
 01f85000-01f91000 rw-p 01d82000 fe:00 10158203   /usr/bin/podway
-Rss:                  48 kB
-Private_Dirty:        12 kB
 2f301000-2f324000 rw-p 00000000 00:00 0                                  [heap]
-Rss:                  56 kB
 7fef35085000-7fef35087000 r-xp 00000000 00:00 0                          [vdso]
-Rss:                   4 kB
 7fef35100000-7fef35120000 r--s 00000000 00:05 77   /memfd:shared (deleted)
-Rss:                   4 kB
+7fef35200000-7fef35210000 ---p 00000000 00:00 0
 ";
 
     #[test]
-    fn only_clean_private_read_only_file_mappings_are_dropped() {
+    fn candidates_are_read_only_private_file_mappings() {
         assert_eq!(
-            clean_mappings(SMAPS),
+            read_only_file_mappings(MAPS),
             vec![
-                CleanMapping {
+                Mapping {
                     start: 0x0020_0000,
                     end: 0x0090_0000
                 },
-                CleanMapping {
+                Mapping {
                     start: 0x0090_0000,
                     end: 0x01f7_9000
                 },
             ]
         );
+    }
+
+    #[test]
+    fn only_present_file_pages_are_dropped() {
+        let file = PAGE_PRESENT | PAGE_FILE;
+        let private_copy = PAGE_PRESENT;
+        let absent = 0;
+        let entries = [file, file, private_copy, file, absent, file, file, file];
+        assert_eq!(file_page_runs(&entries), vec![(0, 2), (3, 1), (5, 3)]);
     }
 
     #[test]
