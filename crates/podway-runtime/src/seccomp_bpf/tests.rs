@@ -655,3 +655,44 @@ fn the_kernel_runs_the_runtime_default_filter() {
     });
     assert_eq!(code, 0);
 }
+
+/// For `diff_libseccomp.py`: writes the `RuntimeDefault` profiles (`rd.json`, `rd-admin.json`)
+/// to `$SECCOMP_DIFF_DIR`, then the program of every `*.json` profile there as `*.bpf`.
+#[test]
+#[ignore = "run by diff_libseccomp.py"]
+fn dump_programs() {
+    let Some(dir) = std::env::var_os("SECCOMP_DIFF_DIR") else {
+        panic!("SECCOMP_DIFF_DIR is not set");
+    };
+    let dir = std::path::Path::new(&dir);
+    let write = |path: std::path::PathBuf, bytes: Vec<u8>| {
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    for (name, caps) in [("rd", &[][..]), ("rd-admin", &["SYS_ADMIN"][..])] {
+        let json = serde_json::to_vec(&runtime_default(caps)).unwrap_or_else(|e| panic!("{e}"));
+        write(dir.join(format!("{name}.json")), json);
+    }
+    for entry in std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        let profile: LinuxSeccomp = serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{e}"));
+        let filter = compile(&profile).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bytes = filter
+            .program
+            .iter()
+            .flat_map(|i| {
+                let mut b = i.code.to_ne_bytes().to_vec();
+                b.extend([i.jt, i.jf]);
+                b.extend(i.k.to_ne_bytes());
+                b
+            })
+            .collect();
+        write(path.with_extension("bpf"), bytes);
+    }
+}
