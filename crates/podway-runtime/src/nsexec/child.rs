@@ -265,24 +265,10 @@ impl ChildSetup {
     /// pass the filter, as runc's do); with it, last of all, right before `execve`, so that as
     /// few calls as possible of the setup have to pass it.
     fn load_seccomp(&self) -> StepResult {
-        const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
-        let Some(filter) = &self.seccomp else {
-            return Ok(());
-        };
-        let prog = libc::sock_fprog {
-            // At most 4096 instructions (the compiler checks).
-            len: filter.program.len() as libc::c_ushort,
-            filter: filter.program.as_ptr().cast_mut(),
-        };
-        // SAFETY: seccomp(2) reads the program, which outlives the call, and copies it.
-        check(Step::Seccomp, unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                SECCOMP_SET_MODE_FILTER,
-                libc::c_ulong::from(filter.flags),
-                &raw const prog,
-            )
-        })
+        match &self.seccomp {
+            Some(filter) => check(Step::Seccomp, filter.install()),
+            None => Ok(()),
+        }
     }
 
     /// As runc does: stdio not owned by the process user (and not `/dev/null`) is given to it,

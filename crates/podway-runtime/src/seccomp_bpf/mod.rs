@@ -64,6 +64,30 @@ pub(crate) struct Filter {
     pub flags: u32,
 }
 
+/// `SECCOMP_SET_MODE_FILTER`, the `seccomp(2)` operation that installs a filter.
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+
+impl Filter {
+    /// Installs the filter on the calling thread: `seccomp(2)`'s return value (-1 with errno
+    /// set on failure). A raw system call, safe between fork and execve.
+    pub(crate) fn install(&self) -> libc::c_long {
+        let prog = libc::sock_fprog {
+            // At most MAX_INSNS instructions (`compile` checks).
+            len: self.program.len() as libc::c_ushort,
+            filter: self.program.as_ptr().cast_mut(),
+        };
+        // SAFETY: seccomp(2) reads the program, which outlives the call, and copies it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                libc::c_ulong::from(self.flags),
+                &raw const prog,
+            )
+        }
+    }
+}
+
 /// Compiles `profile` for this (x86-64) host.
 pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Filter, CompileError> {
     if !cfg!(target_arch = "x86_64") {
@@ -83,7 +107,6 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Filter, CompileError> {
 /// Whether the running kernel takes the filter flags `flags` (`seccomp(2)` checks the flags
 /// before the program: EFAULT on a null program means they passed).
 pub(crate) fn kernel_takes_flags(flags: u32) -> bool {
-    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
     if flags == 0 {
         return true;
     }

@@ -608,10 +608,6 @@ fn flags_and_names_unknown_everywhere() {
 /// Forks a child that loads `filter` and exits with what `check` returns (100 + errno when the
 /// kernel refuses the filter).
 fn in_child(filter: &Filter, check: fn() -> i32) -> i32 {
-    let prog = libc::sock_fprog {
-        len: filter.program.len() as u16,
-        filter: filter.program.as_ptr().cast_mut(),
-    };
     // SAFETY: the child makes raw system calls only, then _exit.
     unsafe {
         let pid = libc::fork();
@@ -620,7 +616,7 @@ fn in_child(filter: &Filter, check: fn() -> i32) -> i32 {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 libc::_exit(99);
             }
-            if libc::syscall(libc::SYS_seccomp, 1, filter.flags, &raw const prog) != 0 {
+            if filter.install() != 0 {
                 libc::_exit(100 + *libc::__errno_location());
             }
             libc::_exit(check());
