@@ -190,6 +190,64 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
         shim_start: 0,
     };
     let hostname = record.hostname().to_string();
+    write_pod_files(&dir, &hostname)?;
+    mount_shm(&dir)?;
+    let what = format!("starting the pause process of sandbox {id}");
+    let pause_args = crate::pause::args(&hostname, &record.spec.namespaces);
+    // The pod's monitor starts with the pod (not with its first container): its start stays
+    // off the container start path, and a failure shows at once, naming the pod. It needs
+    // nothing of the pause process, so both start at the same time.
+    let (pause, shim) = std::thread::scope(|scope| {
+        let shim = scope.spawn(|| spawn_shim(inner, id));
+        let pause = crate::detached::spawn(
+            &inner.config.podway_bin,
+            &pause_args
+                .iter()
+                .map(std::ffi::OsString::as_os_str)
+                .collect::<Vec<_>>(),
+            &dir.join("pause.log"),
+            &what,
+        );
+        let shim = shim.join().unwrap_or_else(|_| {
+            Err(Error::Command(format!(
+                "starting the monitor of sandbox {id}: the starting thread panicked"
+            )))
+        });
+        (pause, shim)
+    });
+    let abandon = |pids: &[u32]| {
+        for &pid in pids {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(shim_socket(inner, id));
+    };
+    let ((pid, pid_start), (shim_pid, shim_start)) = match (pause, shim) {
+        (Ok(pause), Ok(shim)) => (pause, shim),
+        (Err(e), shim) => {
+            abandon(shim.ok().map(|(pid, _)| pid).as_slice());
+            return Err(e);
+        }
+        (Ok((pid, _)), Err(e)) => {
+            abandon(&[pid]);
+            return Err(e);
+        }
+    };
+    record.pid = pid;
+    record.pid_start = pid_start;
+    record.shim_pid = shim_pid;
+    record.shim_start = shim_start;
+    if let Err(e) = inner.save_sandbox(&record) {
+        abandon(&[pid, shim_pid]);
+        return Err(e);
+    }
+    tracing::info!(sandbox = %id, pid = record.shim_pid, "pod monitor started");
+    Ok(record)
+}
+
+/// Writes the pod's `hostname`, `hosts` and `resolv.conf` into its folder. Not fsync'd: they
+/// are made anew with every sandbox, and after a crash of the machine the pod's namespaces are
+/// gone anyway.
+fn write_pod_files(dir: &std::path::Path, hostname: &str) -> Result<()> {
     let hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
     );
@@ -199,34 +257,10 @@ fn start_pause(inner: &Inner, id: &str, spec: SandboxSpec) -> Result<SandboxReco
         ("hosts", hosts),
         ("resolv.conf", resolv),
     ] {
-        crate::util::write_atomic(&dir.join(name), content.as_bytes())?;
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(io_ctx(format!("writing {}", path.display())))?;
     }
-    mount_shm(&dir)?;
-    let what = format!("starting the pause process of sandbox {id}");
-    let pause_args = crate::pause::args(&hostname, &record.spec.namespaces);
-    let (pid, pid_start) = crate::detached::spawn(
-        &inner.config.podway_bin,
-        &pause_args
-            .iter()
-            .map(std::ffi::OsString::as_os_str)
-            .collect::<Vec<_>>(),
-        &dir.join("pause.log"),
-        &what,
-    )?;
-    record.pid = pid;
-    record.pid_start = pid_start;
-    // The pod's monitor starts with the pod (not with its first container): its start stays
-    // off the container start path, and a failure shows at once, naming the pod. It writes the
-    // record (with both processes) once.
-    inner.sandboxes.put(id, record);
-    match ensure_shim(inner, id) {
-        Ok(shim) => Ok(shim.record),
-        Err(e) => {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            inner.sandboxes.remove(id);
-            Err(e)
-        }
-    }
+    Ok(())
 }
 
 /// The pod's monitor, running: where to reach it and the sandbox record naming it.
@@ -264,8 +298,21 @@ pub(crate) fn ensure_shim(inner: &Inner, id: &str) -> Result<Shim> {
             "sandbox {id} is not ready: no monitor is started for it"
         )));
     }
-    let what = format!("starting the monitor of sandbox {id}");
-    let (pid, start) = crate::detached::spawn(
+    let (pid, start) = spawn_shim(inner, id)?;
+    record.shim_pid = pid;
+    record.shim_start = start;
+    if let Err(e) = inner.save_sandbox(&record) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        return Err(e);
+    }
+    tracing::info!(sandbox = %id, pid, "pod monitor started");
+    Ok(Shim { socket, record })
+}
+
+/// Starts a monitor for sandbox `id` on its control socket; returns its pid and start time.
+fn spawn_shim(inner: &Inner, id: &str) -> Result<(u32, u64)> {
+    let socket = shim_socket(inner, id);
+    crate::detached::spawn(
         &inner.config.podway_bin,
         &[
             OsStr::new("shim"),
@@ -275,16 +322,8 @@ pub(crate) fn ensure_shim(inner: &Inner, id: &str) -> Result<Shim> {
             socket.as_os_str(),
         ],
         &inner.sandbox_dir(id).join("shim.log"),
-        &what,
-    )?;
-    record.shim_pid = pid;
-    record.shim_start = start;
-    if let Err(e) = inner.save_sandbox(&record) {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        return Err(e);
-    }
-    tracing::info!(sandbox = %id, pid, "pod monitor started");
-    Ok(Shim { socket, record })
+        &format!("starting the monitor of sandbox {id}"),
+    )
 }
 
 /// Shuts the sandbox's monitor down (SIGKILL if it does not go within 5 s); removes its socket.

@@ -1327,3 +1327,57 @@ async fn a_stuck_attach_client_holds_back_only_its_container_and_is_dropped() {
         .unwrap_or_else(|e| panic!("remove_sandbox: {e}"));
     assert!(shims_of(&sandbox).is_empty());
 }
+
+#[tokio::test]
+async fn a_sandbox_that_cannot_start_leaves_no_process_socket_or_folder() {
+    let f = Fixture::new().await;
+    // The kernel refuses host names over 64 bytes: `podway pause` fails at sethostname while
+    // the pod's monitor, started alongside, is already up.
+    let hostname = "h".repeat(65);
+    let spec = SandboxSpec {
+        name: "unnamed".into(),
+        namespace: "default".into(),
+        uid: "uid-unnamed".into(),
+        hostname: hostname.clone(),
+        ..SandboxSpec::default()
+    };
+    let err = f
+        .rt()
+        .run_sandbox(spec)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with("starting the pause process of sandbox ")
+            && err.contains(&format!("sethostname {hostname:?}")),
+        "{err}"
+    );
+    let state = f.config.state_dir.to_string_lossy().into_owned();
+    let monitors = eventually("the monitor to be gone", || {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(" shim ") && c.contains(&state))
+            .collect();
+        left.is_empty().then_some(left)
+    })
+    .await;
+    assert!(monitors.is_empty());
+    let sockets = std::fs::read_dir(f.config.state_dir.join("shims"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let sandboxes = std::fs::read_dir(f.config.data_dir.join("sandboxes"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!((sockets, sandboxes), (0, 0));
+    let listed = f
+        .rt()
+        .list_sandboxes()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(listed.is_empty());
+}
