@@ -74,7 +74,7 @@ pub(crate) async fn exec(
     drop(command);
     drop(pty.slave);
     let master = pty.master;
-    set_nonblocking(&master).map_err(io_ctx(context()))?;
+    crate::util::set_nonblocking(master.as_fd()).map_err(io_ctx(context()))?;
     // SAFETY: `master` is an open descriptor owned by the AsyncFd for its whole life.
     let master = unsafe { AsyncFd::register(master) }.map_err(|e| io_ctx(context())(e.into()))?;
     let master = Arc::new(master);
@@ -122,13 +122,6 @@ pub(crate) async fn first_size(
         .await
         .ok()
         .flatten()
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
-    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }
 
 /// Sets the terminal's window size.

@@ -285,7 +285,7 @@ async fn sandbox_round(f: &Fixture, round: u32, samples: &mut Samples) {
 
 /// The parts of a sandbox's start that cost most, alone: `podway pause` until its report
 /// (the holder is killed at once), and one small file written as the runtime writes its
-/// records and the pod's files (temp file, fsync, rename; a sandbox writes four).
+/// records (temp file, fsync, rename; a sandbox writes one).
 fn sandbox_parts(f: &Fixture, round: u32, samples: &mut Samples) {
     let t0 = Instant::now();
     let out = Command::new(&f.config.podway_bin)
@@ -407,7 +407,7 @@ async fn container_start_latency() {
         None,
     );
     s.row(
-        "**sandbox, runtime** (`run_sandbox`: `podway pause`, the pod's `podway shim`, /dev/shm, 5 fsync'd files)",
+        "**sandbox, runtime** (`run_sandbox`: `podway pause` and the pod's `podway shim` side by side, /dev/shm, pod files, its fsync'd record)",
         "sandbox",
         Some("unshare"),
     );
@@ -422,7 +422,7 @@ async fn container_start_latency() {
         Some("unshare"),
     );
     s.row(
-        "sandbox part: one small file, fsync'd and renamed (a sandbox writes 5, a container 2)",
+        "sandbox part: one small file, fsync'd and renamed (a sandbox writes 1, a container 2)",
         "sandbox.fsync",
         None,
     );

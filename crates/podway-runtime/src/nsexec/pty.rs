@@ -82,9 +82,7 @@ pub(crate) fn streams(
     tokio::net::unix::pipe::Sender,
     OwnedFd,
 )> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
-    fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    crate::util::set_nonblocking(std::os::fd::AsFd::as_fd(&master))?;
     let writer = master.try_clone()?;
     let resize = master.try_clone()?;
     Ok((
