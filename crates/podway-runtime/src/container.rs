@@ -491,7 +491,7 @@ pub(crate) fn unmount(path: &Path) -> Result<()> {
 }
 
 /// Removes cgroup folders `podway/<id>` left in any v1 hierarchy (runc delete normally does).
-fn remove_cgroups(id: &str) {
+pub(crate) fn remove_cgroups(id: &str) {
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };

@@ -43,6 +43,7 @@ mod exec;
 pub mod images;
 pub mod import;
 mod index;
+pub mod killall;
 mod netns;
 pub mod nsexec;
 mod oci_runtime;

@@ -1381,3 +1381,96 @@ async fn a_sandbox_that_cannot_start_leaves_no_process_socket_or_folder() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(listed.is_empty());
 }
+
+#[tokio::test]
+async fn killall_stops_a_pod_whose_runtime_is_gone_and_keeps_its_records() {
+    let mut f = Fixture::new().await;
+    f.import_demo();
+    let sandbox = f.sandbox("orphan").await;
+    let a = f.container(&sandbox, "a", &["sleep", "1000"]).await;
+    let b = f
+        .container(&sandbox, "b", &["sh", "-c", "echo before; sleep 1000"])
+        .await;
+    let info = f
+        .rt()
+        .list_sandboxes()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pause = info.first().map_or(0, |s| s.pid);
+    let mut pids = vec![pause, shim_of_container(&f, &a)];
+    for id in [&a, &b] {
+        pids.push(
+            f.rt()
+                .container(id)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .pid,
+        );
+    }
+    assert!(pids.iter().all(|&p| p > 0 && alive(p)), "{pids:?}");
+    eventually("b's first line", || {
+        std::fs::read_to_string(f.log_path("b"))
+            .ok()
+            .filter(|l| l.contains("before"))
+    })
+    .await;
+
+    // The runtime is gone; its pod is not, until killall.
+    f.runtime = None;
+    let c = &f.config;
+    let killed = podway_runtime::killall::killall(&c.data_dir, &c.state_dir, &c.oci_runtime);
+    assert_eq!(
+        (killed.processes, killed.containers, killed.sandboxes),
+        (4, 2, 1)
+    );
+    eventually("every process to go", || {
+        pids.iter().all(|&p| !alive(p)).then_some(())
+    })
+    .await;
+    let data = &c.data_dir;
+    let mut mount_points = vec![data.join("sandboxes").join(&sandbox).join("shm")];
+    for id in [&a, &b] {
+        mount_points.push(data.join("containers").join(id).join("rootfs"));
+    }
+    for m in &mount_points {
+        assert!(!mounted(m), "{} is still mounted", m.display());
+    }
+    let runc = std::process::Command::new(&c.oci_runtime)
+        .arg("--root")
+        .arg(c.state_dir.join("runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap_or_else(|e| panic!("runc list: {e}"));
+    assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "");
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for id in [&a, &b] {
+            let cgroup = hierarchy.path().join("podway").join(id);
+            assert!(!cgroup.exists(), "{} is left", cgroup.display());
+        }
+    }
+
+    // A runtime opened afterwards finds the pod stopped and the log whole.
+    f.runtime = Some(
+        Runtime::open(f.config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("reopen: {e}")),
+    );
+    for id in [&a, &b] {
+        assert_eq!(exited(f.rt(), id).await.state, ContainerState::Exited);
+    }
+    let sandboxes = f
+        .rt()
+        .list_sandboxes()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        sandboxes.first().map(|s| s.state),
+        Some(SandboxState::NotReady)
+    );
+    let log = std::fs::read_to_string(f.log_path("b")).unwrap_or_default();
+    assert!(log.contains("stdout F before"), "{log}");
+}

@@ -34,6 +34,11 @@ pub enum Command {
     /// Manage the runtime's images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Stop every pod and container of a runtime's folders when its runtime is gone (after a
+    /// crash, or before uninstalling): kills their monitors, processes and pause processes,
+    /// deletes runc's state, unmounts their filesystems and removes their cgroups. Records and
+    /// logs stay. Refuses while a runtime serves STATE_DIR/cri.sock.
+    Killall(RuntimeFlags),
 }
 
 /// Flags shared by every command that runs the container runtime.
@@ -293,6 +298,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Node(args) => crate::daemons::node(args).await,
         Command::Runtime(args) => crate::daemons::runtime(args).await,
         Command::Image(command) => crate::image::run(command).await,
+        Command::Killall(flags) => crate::daemons::killall(&flags),
     }
 }
 

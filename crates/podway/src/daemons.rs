@@ -32,6 +32,29 @@ pub fn runtime_config(
     Ok(config)
 }
 
+/// `podway killall`.
+pub fn killall(flags: &RuntimeFlags) -> anyhow::Result<()> {
+    let socket = cri_socket(&flags.state_dir);
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        anyhow::bail!(
+            "a runtime is serving {}: stop it first (it stops its own pods), killall is for \
+             folders whose runtime is gone",
+            socket.display()
+        );
+    }
+    let killed =
+        podway_runtime::killall::killall(&flags.data_dir, &flags.state_dir, &flags.oci_runtime);
+    let count =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    println!(
+        "killed {}; removed the mounts and cgroups of {} and {}",
+        count(killed.processes, "process", "processes"),
+        count(killed.containers, "container", "containers"),
+        count(killed.sandboxes, "sandbox", "sandboxes")
+    );
+    Ok(())
+}
+
 /// The default CRI socket of a state dir.
 pub fn cri_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("cri.sock")

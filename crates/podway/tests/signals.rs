@@ -57,3 +57,43 @@ fn stops_on_sigint_after_the_log_reader_is_gone() {
         mounts_below(dir.path())
     );
 }
+
+#[test]
+fn killall_stops_the_pods_of_a_crashed_podway_up() {
+    let mut cluster = Cluster::start();
+    cluster.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: survivor}\nspec:\n  containers:\n  \
+         - {name: main, image: busybox:1.35, command: [sleep, '1000']}\n",
+    );
+    cluster.wait_running("survivor");
+
+    let refused = cluster.killall();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("a runtime is serving"),
+        "{}",
+        stderr(&refused)
+    );
+
+    cluster.kill_up();
+    let left = cluster.processes();
+    assert!(
+        left.iter().any(|(_, cmd)| cmd.contains(" shim ")),
+        "the pod's monitor outlives podway up: {left:?}"
+    );
+    let killed = cluster.killall();
+    assert!(killed.status.success(), "{}", stderr(&killed));
+    assert!(
+        stdout(&killed).starts_with(
+            "killed 3 processes; removed the mounts and cgroups of 1 container and 1 sandbox"
+        ),
+        "{}",
+        stdout(&killed)
+    );
+    let left = wait_for("the pod's processes to go", Duration::from_secs(10), || {
+        let left = cluster.processes();
+        left.is_empty().then_some(left)
+    });
+    assert!(left.is_empty());
+    assert!(cluster.mounts().is_empty(), "{:?}", cluster.mounts());
+}

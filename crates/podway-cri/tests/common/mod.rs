@@ -205,7 +205,8 @@ impl Daemon {
     }
 
     /// Removes every sandbox through a fresh connection on a thread of its own (works from Drop,
-    /// also while a test unwinds).
+    /// also while a test unwinds), then kills and unmounts whatever that left (a test that
+    /// failed half-way can leave a container its runtime cannot stop).
     fn cleanup(&self) {
         let socket = self.socket.clone();
         let done = std::thread::spawn(move || {
@@ -238,6 +239,8 @@ impl Daemon {
             });
         });
         let _ = done.join();
+        let (data, state) = (self.dir.path().join("data"), self.dir.path().join("state"));
+        podway_runtime::killall::killall(&data, &state, &oci_runtime());
     }
 }
 

@@ -157,62 +157,8 @@ pub fn pid_of(v: &serde_json::Value, key: &str) -> Option<i32> {
 impl Drop for Fixture {
     fn drop(&mut self) {
         self.runtime = None;
-        let data = self.config.data_dir.clone();
-        let kill = |pid: i32| {
-            // SAFETY: kill(2) with a plain pid and signal.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        };
-        for entry in std::fs::read_dir(data.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            if let Some(record) = json(&entry.path().join("container.json")) {
-                for key in ["pid", "shim_pid"] {
-                    if let Some(pid) = pid_of(&record, key) {
-                        kill(pid);
-                    }
-                }
-            }
-            let _ = std::process::Command::new(&self.config.oci_runtime)
-                .arg("--root")
-                .arg(self.config.state_dir.join("runc"))
-                .args(["delete", "--force", &id])
-                .output();
-            let _ = nix::mount::umount2(
-                &entry.path().join("rootfs"),
-                nix::mount::MntFlags::MNT_DETACH,
-            );
-            for h in std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let _ = std::fs::remove_dir(h.path().join("podway").join(&id));
-            }
-        }
-        for entry in std::fs::read_dir(data.join("sandboxes"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ =
-                nix::mount::umount2(&entry.path().join("shm"), nix::mount::MntFlags::MNT_DETACH);
-        }
-        for entry in std::fs::read_dir(data.join("sandboxes"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Some(record) = json(&entry.path().join("sandbox.json")) {
-                for key in ["pid", "shim_pid"] {
-                    if let Some(pid) = pid_of(&record, key) {
-                        kill(pid);
-                    }
-                }
-            }
-        }
+        let c = &self.config;
+        podway_runtime::killall::killall(&c.data_dir, &c.state_dir, &c.oci_runtime);
     }
 }
 

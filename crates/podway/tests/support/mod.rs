@@ -230,6 +230,25 @@ impl Cluster {
     pub fn processes(&self) -> Vec<(u32, String)> {
         processes_mentioning(self.dir.path())
     }
+
+    /// SIGKILLs `podway up` (as a crash would) and waits for it; its pods keep running.
+    pub fn kill_up(&mut self) {
+        if let Some(mut child) = self.up.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `podway killall` on this cluster's folders.
+    pub fn killall(&self) -> Output {
+        Command::new(podway_bin())
+            .args(["killall", "--data-dir"])
+            .arg(&self.data_dir)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .output()
+            .expect("run podway killall")
+    }
 }
 
 impl Drop for Cluster {
@@ -237,23 +256,9 @@ impl Drop for Cluster {
         if let Some(mut child) = self.up.take() {
             terminate(&mut child, Duration::from_secs(30));
         }
-        // Whatever is left: containers known to runc, helper processes, mounts.
-        let runc_root = self.state_dir.join("runc");
-        if runc_root.exists()
-            && let Ok(out) = Command::new("runc")
-                .arg("--root")
-                .arg(&runc_root)
-                .args(["list", "-q"])
-                .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = Command::new("runc")
-                    .arg("--root")
-                    .arg(&runc_root)
-                    .args(["delete", "-f", id])
-                    .output();
-            }
-        }
+        // Whatever is left: the pods' processes, runc's state, mounts and cgroups; then any
+        // process or mount that still names the temp dir.
+        let _ = self.killall();
         for (pid, _) in self.processes() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
