@@ -10,6 +10,8 @@
 //! touched again is mapped back from the file, unchanged, so only what the loop really uses
 //! comes back.
 //!
+//! The heap's free pages are handed back as well (`malloc_trim`).
+//!
 //! Writable mappings, anonymous memory and the private copies of pages a read-only mapping
 //! holds (a GOT or RELRO page the dynamic loader relocated) are left alone: dropping those would
 //! lose their contents. `/proc/self/pagemap` tells the two kinds of page apart.
@@ -27,33 +29,58 @@ struct Mapping {
     end: usize,
 }
 
+/// The most page runs one call drops (the rest stay mapped): they are collected on the stack
+/// first, so that nothing is allocated or freed between the first `madvise` and the return.
+const MAX_RUNS: usize = 512;
+
 /// Drops this process's clean read-only file pages from its page tables (see the module doc).
 /// Best effort: a failure leaves the pages mapped, which costs memory, not correctness.
 pub(crate) fn release_clean_file_pages() {
+    // Every page the caller touches after its own pages are dropped comes back with its
+    // neighbours (the kernel maps up to 64 KiB around a fault): reading the maps, allocating
+    // and freeing all happen first, the `madvise` calls last.
+    let mut runs = [(0usize, 0usize); MAX_RUNS];
+    let found = clean_file_page_runs(&mut runs);
+    // Free heap pages go back to the kernel too (setup's buffers and strings).
+    // SAFETY: malloc_trim only releases memory malloc holds free.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    for &(start, len) in &runs[..found] {
+        // SAFETY: the range lies in a read-only private file mapping of this process and
+        // holds only pages that are the file's own (no private copy), so MADV_DONTNEED only
+        // unmaps pages the next access maps again from the same file contents.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// Fills `out` with the (address, length) of runs of present file pages in this process's
+/// read-only private file mappings; returns how many it filled.
+fn clean_file_page_runs(out: &mut [(usize, usize)]) -> usize {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
+        return 0;
     };
     let Ok(mut pagemap) = std::fs::File::open("/proc/self/pagemap") else {
-        return;
+        return 0;
     };
     let page = page_size();
+    let mut found = 0;
     for m in read_only_file_mappings(&maps) {
         let Some(entries) = pagemap_entries(&mut pagemap, &m, page) else {
             continue;
         };
         for (first, count) in file_page_runs(&entries) {
-            // SAFETY: the range lies in a read-only private file mapping of this process and
-            // holds only pages that are the file's own (no private copy), so MADV_DONTNEED
-            // only unmaps pages the next access maps again from the same file contents.
-            unsafe {
-                libc::madvise(
-                    (m.start + first * page) as *mut libc::c_void,
-                    count * page,
-                    libc::MADV_DONTNEED,
-                );
-            }
+            let Some(slot) = out.get_mut(found) else {
+                return found;
+            };
+            *slot = (m.start + first * page, count * page);
+            found += 1;
         }
     }
+    found
 }
 
 fn page_size() -> usize {

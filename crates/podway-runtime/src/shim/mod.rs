@@ -156,7 +156,6 @@ fn serve(args: &Args) -> i32 {
     match ready {
         Ok(mut monitor) => {
             report(&format!("ok {}\n", std::process::id()));
-            crate::resident::release_clean_file_pages();
             monitor.run();
             0
         }

@@ -33,6 +33,9 @@ pub(super) struct Monitor {
     tasks: Vec<Task>,
     buf: Vec<u8>,
     shutdown_at: Option<Instant>,
+    /// Drop the pages setup or a control request touched before the next sleep (see
+    /// [`crate::resident`]).
+    release_pages: bool,
 }
 
 impl Monitor {
@@ -58,6 +61,7 @@ impl Monitor {
             tasks: Vec::new(),
             buf: vec![0; READ_CHUNK],
             shutdown_at: None,
+            release_pages: true,
         })
     }
 
@@ -98,6 +102,10 @@ impl Monitor {
                 } else {
                     -1
                 };
+            if std::mem::take(&mut self.release_pages) {
+                // Last before sleeping: whatever runs after it maps its pages back.
+                crate::resident::release_clean_file_pages();
+            }
             // SAFETY: `fds` is a valid array of `fds.len()` pollfd entries for the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -146,7 +154,7 @@ impl Monitor {
             self.answer(&conn);
         }
         // Starting a container ran code the loop does not need again (runc, JSON).
-        crate::resident::release_clean_file_pages();
+        self.release_pages = true;
     }
 
     fn answer(&mut self, conn: &UnixStream) {
