@@ -10,7 +10,8 @@
 #     tunnel; 1.27: SPDY) vs the same busybox httpd + curl over plain loopback TCP on the host.
 #   exec: mean wall time of `kubectl exec POD -- true` vs bare `runc exec` and `nsenter` into the
 #     same container, and vs `kubectl get pod` (kubectl's own start-up + one API round trip).
-#   memory: RSS of `podway up` (all three tiers); RSS, PSS and USS of the pod's shim and pause.
+#   memory: RSS of `podway up` (all three tiers); RSS, PSS and USS of the pod's shim and pause,
+#     and of a 3-container pod's (one container logging), next to coreutils' `sleep`.
 # Needs root, runc, busybox-static, umoci, curl, util-linux (nsenter). Cleans up on exit.
 set -euo pipefail
 
@@ -127,6 +128,33 @@ shim_pid=$(pgrep -f "podway shim .*--socket $work/run/" | head -1)
 pause_pid=$(pgrep -f "podway pause --hostname bench" | head -1)
 shim_mem=$(mem_kb "$shim_pid")
 pause_mem=$(mem_kb "$pause_pid")
+# A busier pod: three containers, one of them logging five lines a second.
+k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: trio
+spec:
+  containers:
+    - {name: a, image: busybox:1.35, command: [sleep, "100000"]}
+    - {name: b, image: busybox:1.35, command: [sh, -c, "while true; do echo line; sleep 0.2; done"]}
+    - {name: c, image: busybox:1.35, command: [sleep, "100000"]}
+EOF
+for _ in $(seq 150); do
+    [[ $(k get pod trio -o 'jsonpath={.status.phase}' 2>/dev/null) == Running ]] && break
+    sleep 0.2
+done
+sleep 5
+trio_shim_pid=$(pgrep -f "podway shim .*--socket $work/run/" | grep -vx "$shim_pid" | head -1)
+trio_pause_pid=$(pgrep -f "podway pause --hostname trio" | head -1)
+trio_shim_mem=$(mem_kb "$trio_shim_pid")
+trio_pause_mem=$(mem_kb "$trio_pause_pid")
+# The smallest process of the C library for comparison: coreutils' sleep.
+sleep 60 &
+sleep_pid=$!
+pids+=("$sleep_pid")
+sleep 0.2
+sleep_mem=$(mem_kb "$sleep_pid")
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 cat <<EOF
@@ -138,6 +166,8 @@ cat <<EOF
 | \`kubectl exec -- true\` minus \`kubectl get pod\` ($get_ms ms), ms | $(python3 -c "print(f'{$exec_ms - $get_ms:.1f}')") | $runc_ms (\`runc exec\`) | $(ratio "$(python3 -c "print(max($exec_ms - $get_ms, 0.01))")" "$runc_ms") |
 | \`runc exec\` vs \`nsenter\`, ms | $runc_ms | $nsenter_ms (\`nsenter\`) | $(ratio "$runc_ms" "$nsenter_ms") |
 | RSS of \`podway up\` (API server + node + runtime, 1 pod), MiB | $((up_rss / 1024)) | | |
-| the pod's shim (one per pod), RSS / PSS / USS KiB | $shim_mem | | |
+| the pod's shim (one per pod), RSS / PSS / USS KiB | $shim_mem | $sleep_mem (coreutils \`sleep\`) | |
 | the pod's pause, RSS / PSS / USS KiB | $pause_mem | | |
+| a 3-container pod's shim (one container logging 5 lines/s), RSS / PSS / USS KiB | $trio_shim_mem | | |
+| that pod's pause, RSS / PSS / USS KiB | $trio_pause_mem | | |
 EOF
