@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use crate::api::Inner;
 use crate::shim::{EXIT_FILE, ExitRecord};
 use crate::util::{io_ctx, now_nanos, process_alive, read_json, write_json};
-use crate::{ContainerInfo, ContainerSpec, ContainerState, Error, Result};
+use crate::{ContainerInfo, ContainerSpec, ContainerState, Error, PidNamespace, Result};
 
 /// What is persisted of a container.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -375,7 +375,9 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
                 record.sandbox_id,
                 shim.socket.display()
             )))?
-            .map_err(|e| Error::Command(format!("{what}: {e}")))?;
+            .map_err(|e| {
+                Error::Command(format!("{what}: {}", explain_start_error(inner, &id, e)))
+            })?;
         let pid = words.first().and_then(|w| w.parse::<u32>().ok());
         let started_at = words.get(1).and_then(|w| w.parse::<i64>().ok());
         match (pid, started_at) {
@@ -411,6 +413,37 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
     }
 }
 
+/// The monitor's reason a container did not start (without the container's id, which the
+/// caller's message has already), led by its working directory when that is what failed (runc
+/// makes a missing one, but not below a file: `mkdir /bin/sh: not a directory`, or
+/// `chdir to cwd …`).
+fn explain_start_error(inner: &Inner, id: &str, reason: String) -> String {
+    let reason = match reason.strip_prefix(&format!("container {id}: ")) {
+        Some(rest) => rest.to_string(),
+        None => reason,
+    };
+    let config = inner.container_dir(id).join("config.json");
+    let Some(cwd) = oci_spec::runtime::Spec::load(&config)
+        .ok()
+        .and_then(|spec| spec.process().as_ref().map(|p| p.cwd().clone()))
+    else {
+        return reason;
+    };
+    let about_cwd = reason.contains("chdir to cwd")
+        || cwd
+            .ancestors()
+            .filter(|dir| dir.parent().is_some())
+            .any(|dir| reason.contains(&format!("mkdir {}:", dir.display())));
+    if about_cwd {
+        format!(
+            "working directory {:?}: {reason}",
+            cwd.display().to_string()
+        )
+    } else {
+        reason
+    }
+}
+
 /// SIGTERM, then SIGKILL after `grace`; waits until the exit is recorded.
 pub(crate) async fn stop(inner: &Arc<Inner>, id: &str, grace: Duration) -> Result<()> {
     let record = inner.container_record(id)?;
@@ -418,6 +451,7 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str, grace: Duration) -> Resul
         Ok(inner.container_info(&record)?.state == ContainerState::Running)
     };
     if !running(inner)? {
+        kill_leftovers(inner, &record).await;
         return Ok(());
     }
     let signal = |sig: Signal| {
@@ -435,6 +469,7 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str, grace: Duration) -> Resul
     // Kill, and wait for the monitor to record the exit (it drains the output first).
     for _ in 0..600 {
         if !running(inner)? {
+            kill_leftovers(inner, &record).await;
             tracing::info!(container = %id, "container stopped");
             return Ok(());
         }
@@ -444,6 +479,22 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str, grace: Duration) -> Resul
     Err(Error::Command(format!(
         "container {id} did not stop after SIGKILL"
     )))
+}
+
+/// Kills what is left in the cgroup of a started container whose main process is gone, when
+/// that did not end them: in a pod-wide or the host's pid namespace, its exec'd processes (and
+/// their children) outlive it.
+async fn kill_leftovers(inner: &Inner, record: &ContainerRecord) {
+    let shared = inner
+        .sandbox_record(&record.sandbox_id)
+        .is_ok_and(|s| s.spec.namespaces.pid != PidNamespace::Container);
+    if !shared || record.pid == 0 {
+        return;
+    }
+    let runtime = &inner.config.oci_runtime;
+    if let Err(e) = crate::oci_runtime::kill_all(runtime, &inner.runc_root(), &record.id).await {
+        tracing::debug!(container = %record.id, error = %e, "killing what is left of it");
+    }
 }
 
 /// Removes a container, stopping it first; leaves no runc state, mount, cgroup or folder.

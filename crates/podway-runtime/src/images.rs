@@ -306,7 +306,7 @@ impl ImageStore {
         let tagged = tagged.to_string();
         let manifest = manifest.to_string();
         let summary = self.summarise(&manifest)?;
-        self.unpack_layers(&summary.layers)?;
+        self.unpack_layers(&summary.layers, &tagged)?;
         let mut index = self.read_index()?;
         index.names.insert(tagged.clone(), manifest.clone());
         write_json(&self.root.join("index.json"), &index)?;
@@ -333,7 +333,7 @@ impl ImageStore {
             .map(|(_, digest)| digest.to_string())
             .ok_or_else(|| Error::NotFound(format!("manifest of image {reference:?}")))?;
         let summary = self.summarise(&manifest)?;
-        let layers = self.unpack_layers(&summary.layers)?;
+        let layers = self.unpack_layers(&summary.layers, reference)?;
         let process = self.process_of(&image.id)?;
         Ok(ResolvedImage {
             image,
@@ -431,13 +431,16 @@ impl ImageStore {
         Ok(config.config.unwrap_or_default())
     }
 
-    /// Unpacks layers into snapshots (once each); returns their folders, bottom first.
-    fn unpack_layers(&self, layers: &[String]) -> Result<Vec<PathBuf>> {
+    /// Unpacks the layers of image `image` into snapshots (once each); returns their folders,
+    /// bottom first.
+    fn unpack_layers(&self, layers: &[String], image: &str) -> Result<Vec<PathBuf>> {
         layers
             .iter()
             .map(|digest| {
                 let hex = digest_hex(digest)?;
-                crate::snapshots::ensure_unpacked(&self.snapshots, hex, &self.blob_path(digest)?)
+                let blob = self.blob_path(digest)?;
+                let layer = format!("layer {digest} of image {image:?}");
+                crate::snapshots::ensure_unpacked(&self.snapshots, hex, &blob, &layer)
             })
             .collect()
     }
@@ -462,14 +465,37 @@ impl ImageStore {
         blobs: &[(String, PathBuf)],
     ) -> Result<Image> {
         let _lock = self.lock()?;
-        for (digest, file) in blobs {
-            let dest = self.blob_path(digest)?;
-            if !dest.is_file() {
-                std::fs::rename(file, &dest).map_err(io_ctx(format!("storing blob {digest}")))?;
+        let committed = (|| {
+            for (digest, file) in blobs {
+                let dest = self.blob_path(digest)?;
+                if !dest.is_file() {
+                    std::fs::rename(file, &dest)
+                        .map_err(io_ctx(format!("storing blob {digest}")))?;
+                }
             }
+            self.write_blob(manifest_digest, &mut &manifest[..])?;
+            self.name_image(tagged, manifest_digest)
+        })();
+        if committed.is_err() {
+            self.drop_unnamed();
         }
-        self.write_blob(manifest_digest, &mut &manifest[..])?;
-        self.name_image(tagged, manifest_digest)
+        committed
+    }
+
+    /// After a failed import or pull, with the lock held: deletes the blobs and snapshots it
+    /// stored that no image names (a failure here is only logged: the first error matters).
+    pub(crate) fn drop_unnamed(&self) {
+        let dropped = self
+            .read_index()
+            .and_then(|index| self.collect_garbage(&index));
+        match dropped {
+            Ok(p) => tracing::debug!(
+                blobs = p.blobs,
+                snapshots = p.snapshots,
+                "dropped what a failed import stored"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cleaning up after a failed import"),
+        }
     }
 
     pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf> {

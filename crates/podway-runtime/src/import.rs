@@ -140,6 +140,31 @@ impl ImageStore {
         let input = open_reporting(archive, progress).map_err(io_ctx(what()))?;
         // Held for the whole import so that garbage collection never sees its blobs unnamed.
         let _lock = self.lock()?;
+        self.import_locked(archive, input, name, progress)
+            .map_err(|e| {
+                // Blobs and snapshots of a failed import are named by no image.
+                self.drop_unnamed();
+                match e {
+                    Error::Io { context, source } if !context.starts_with("importing ") => {
+                        Error::Io {
+                            context: format!("{}: {context}", what()),
+                            source,
+                        }
+                    }
+                    e => e,
+                }
+            })
+    }
+
+    /// [`ImageStore::import_archive_reporting`] once the archive is open and the lock held.
+    fn import_locked(
+        &self,
+        archive: &Path,
+        input: Box<dyn Read + '_>,
+        name: Option<&str>,
+        progress: ImportProgress<'_>,
+    ) -> Result<Image> {
+        let what = || format!("importing {}", archive.display());
         let staging = StagingDir(
             self.ingest_dir()
                 .join(format!("import-{}", rand::random::<u64>())),

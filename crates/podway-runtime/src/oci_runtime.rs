@@ -32,6 +32,28 @@ pub(crate) async fn delete(runtime: &Path, root: &Path, id: &str) -> Result<()> 
     )))
 }
 
+/// `runc kill --all ID KILL`: every process left in the container's cgroup (runc freezes it
+/// first, so none forks away), also once its init process is gone.
+pub(crate) async fn kill_all(runtime: &Path, root: &Path, id: &str) -> Result<()> {
+    let out = command(runtime, root)
+        .args(["kill", "--all", id, "KILL"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("running {} kill --all {id}", runtime.display()),
+            source: e,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Command(format!(
+        "{} kill --all {id} failed: {}",
+        runtime.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}
+
 /// The last error of a runc text log (`--log FILE --log-format text`): its `msg`, unescaped.
 pub(crate) fn last_error(log: &str) -> String {
     log.lines()

@@ -7,15 +7,22 @@ use std::path::{Component, Path, PathBuf};
 use crate::util::{io_ctx, remove_dir_all};
 use crate::{Error, Result};
 
-/// Makes sure the layer blob `blob` (digest hex `hex`) is unpacked under `snapshots`; returns its folder.
-pub(crate) fn ensure_unpacked(snapshots: &Path, hex: &str, blob: &Path) -> Result<PathBuf> {
+/// Makes sure the layer blob `blob` (digest hex `hex`) is unpacked under `snapshots`; returns its
+/// folder. `layer` names it in errors (`layer sha256:… of image "…"`); a failed unpack leaves
+/// nothing behind.
+pub(crate) fn ensure_unpacked(
+    snapshots: &Path,
+    hex: &str,
+    blob: &Path,
+    layer: &str,
+) -> Result<PathBuf> {
     let dest = snapshots.join(hex);
     if dest.is_dir() {
         return Ok(dest);
     }
     crate::util::create_dir_all(snapshots)?;
     let tmp = snapshots.join(format!(".tmp-{hex}-{}", rand::random::<u64>()));
-    let result = unpack_layer(blob, &tmp).and_then(|()| {
+    let result = unpack_layer(blob, &tmp, layer).and_then(|()| {
         match std::fs::rename(&tmp, &dest) {
             Ok(()) => Ok(()),
             // Another process unpacked the same layer first.
@@ -30,8 +37,8 @@ pub(crate) fn ensure_unpacked(snapshots: &Path, hex: &str, blob: &Path) -> Resul
 }
 
 /// Unpacks a layer (tar, plain or gzip- or zstd-compressed, told by its magic) into `dest`.
-fn unpack_layer(blob: &Path, dest: &Path) -> Result<()> {
-    let context = || format!("unpacking layer {}", blob.display());
+fn unpack_layer(blob: &Path, dest: &Path, layer: &str) -> Result<()> {
+    let context = || format!("unpacking {layer}");
     let file = std::fs::File::open(blob).map_err(io_ctx(context()))?;
     let mut reader = BufReader::new(file);
     let head = reader.fill_buf().map_err(io_ctx(context()))?;
@@ -80,15 +87,20 @@ fn unpack_layer(blob: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// [`Error::Io`] whose text also names the causes the tar crate wraps ("failed to unpack …").
+/// [`Error::Io`] with the innermost cause of an error the tar crate wrapped ("failed to unpack
+/// `…/.tmp-…/big`: No space left on device" ⇒ "No space left on device"): the temporary path
+/// means nothing to the reader, the entry is in `context`.
 fn with_cause(e: std::io::Error, context: String) -> Error {
-    let mut context = context;
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        context = format!("{context}: {c}");
-        cause = c.source();
+    let mut cause = e.to_string();
+    let mut next = std::error::Error::source(&e);
+    while let Some(c) = next {
+        cause = c.to_string();
+        next = c.source();
     }
-    Error::Io { context, source: e }
+    Error::Io {
+        context,
+        source: std::io::Error::new(e.kind(), cause),
+    }
 }
 
 /// `base/rel` if `rel` stays inside `base`.
@@ -158,7 +170,8 @@ mod tests {
         ]);
         std::fs::write(&blob, data).unwrap_or_else(|e| panic!("{e}"));
         let snaps = tmp.path().join("snapshots");
-        let dir = ensure_unpacked(&snaps, "abc", &blob).unwrap_or_else(|e| panic!("{e}"));
+        let dir =
+            ensure_unpacked(&snaps, "abc", &blob, "layer abc").unwrap_or_else(|e| panic!("{e}"));
         let motd = std::fs::metadata(dir.join("etc/motd")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(motd.mode() & 0o7777, 0o640);
         assert_eq!(motd.uid(), 1234);
@@ -168,6 +181,9 @@ mod tests {
         assert_eq!(gone.rdev(), 0);
         assert!(!dir.join("var/.wh..wh..opq").exists());
         // A second call finds the snapshot.
-        assert_eq!(ensure_unpacked(&snaps, "abc", &blob).ok(), Some(dir));
+        assert_eq!(
+            ensure_unpacked(&snaps, "abc", &blob, "layer abc").ok(),
+            Some(dir)
+        );
     }
 }
