@@ -265,6 +265,19 @@ async fn port_forward_to_a_port_nobody_listens_on_is_refused_and_leaks_nothing()
         fds,
         "descriptors left by a finished port-forward"
     );
+
+    // A stopped pod has no network namespace to connect in.
+    f.rt()
+        .stop_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("stop_sandbox: {e}"));
+    assert_eq!(
+        refused(rt, &sandbox, 8080).await,
+        format!(
+            "failed to connect to localhost:8080 inside the network namespace of sandbox \
+             {sandbox}: the sandbox is not ready"
+        )
+    );
     f.rt()
         .remove_sandbox(&sandbox)
         .await
@@ -297,13 +310,33 @@ fn processes_running(args: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Execs `sleep SECONDS` (a number only this call uses) in container `id`, kills the container
-/// and returns what the exec returned (its exit code or its error) and whether the fast path
-/// ran it (then the process was our own child). Checks the exec's process is gone.
-async fn exec_then_kill(rt: &Runtime, id: &str, seconds: &str) -> (Result<i32, String>, bool) {
+/// How an exec's container goes away.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Gone {
+    /// `stop_container` (as the kubelet stops it).
+    Stopped,
+    /// Its main process is SIGKILLed from outside (as the OOM killer does).
+    Killed,
+}
+
+/// Execs `sleep SECONDS` (a number only this call uses; on a terminal when `tty`) in container
+/// `id`, makes the container go as `gone` says and returns what the exec returned (its exit
+/// code or its error) and whether the fast path ran it (then the process was our own child).
+/// Checks the exec's process is gone.
+async fn exec_then_kill(
+    rt: &Runtime,
+    id: &str,
+    seconds: &str,
+    tty: bool,
+    gone: Gone,
+) -> (Result<i32, String>, bool) {
     let exec = tokio::spawn({
         let (rt, id, cmd) = (rt.clone(), id.to_string(), strings(&["sleep", seconds]));
-        async move { rt.exec(&id, cmd, false, ProcessIo::default()).await }
+        let io = ProcessIo {
+            stdout: Some(Box::new(tokio::io::sink())),
+            ..ProcessIo::default()
+        };
+        async move { rt.exec(&id, cmd, tty, io).await }
     });
     let cmdline = format!("sleep {seconds}");
     let pid = eventually("the exec'd sleep", || {
@@ -311,9 +344,18 @@ async fn exec_then_kill(rt: &Runtime, id: &str, seconds: &str) -> (Result<i32, S
     })
     .await;
     let fast = parent_of(pid) == Some(std::process::id());
-    rt.stop_container(id, Duration::ZERO)
-        .await
-        .unwrap_or_else(|e| panic!("stop_container: {e}"));
+    match gone {
+        Gone::Stopped => rt
+            .stop_container(id, Duration::ZERO)
+            .await
+            .unwrap_or_else(|e| panic!("stop_container: {e}")),
+        Gone::Killed => {
+            let main = rt.container(id).await.map_or(0, |c| c.pid);
+            assert!(main > 0 && alive(main), "no main process");
+            // SAFETY: kill(2) with a plain pid and signal.
+            unsafe { libc::kill(main as i32, libc::SIGKILL) };
+        }
+    }
     // A liveness bound (the exec would otherwise run for 100 s), not a timing assertion.
     let returned = tokio::time::timeout(Duration::from_secs(20), exec)
         .await
@@ -324,6 +366,12 @@ async fn exec_then_kill(rt: &Runtime, id: &str, seconds: &str) -> (Result<i32, S
         (!alive(pid)).then_some(())
     })
     .await;
+    let c = eventually("the container to be exited", || {
+        let c = futures::executor::block_on(rt.container(id)).ok()?;
+        (c.state == ContainerState::Exited).then_some(c)
+    })
+    .await;
+    assert_eq!((c.exit_code, c.reason.as_str()), (137, "Error"));
     (returned, fast)
 }
 
@@ -343,14 +391,27 @@ async fn an_exec_ends_with_its_container() {
     f.import_demo();
     let sandbox = f.sandbox("mid-exec").await;
     let _back = FastPathBack;
-    for (fast_path, seconds) in [(true, "101"), (false, "102")] {
+    // The exec's process dies with the container's pid namespace: SIGKILL, 128 + 9.
+    let cases = [
+        (true, false, Gone::Stopped, "101"),
+        (false, false, Gone::Stopped, "102"),
+        (true, true, Gone::Stopped, "103"),
+        (false, true, Gone::Stopped, "104"),
+        (true, false, Gone::Killed, "105"),
+        (false, false, Gone::Killed, "106"),
+    ];
+    for (fast_path, tty, gone, seconds) in cases {
         podway_runtime::nsexec::set_enabled(fast_path);
-        let name = format!("victim-{seconds}");
-        let id = f.container(&sandbox, &name, &["sleep", "1000"]).await;
-        let (returned, fast) = exec_then_kill(f.rt(), &id, seconds).await;
+        let id = f
+            .container(&sandbox, &format!("victim-{seconds}"), &["sleep", "1000"])
+            .await;
+        let (returned, fast) = exec_then_kill(f.rt(), &id, seconds, tty, gone).await;
         assert_eq!(fast, fast_path);
-        // The exec's process dies with the container's pid namespace: SIGKILL.
-        assert_eq!(returned, Ok(137), "fast path: {fast_path}");
+        assert_eq!(
+            returned,
+            Ok(137),
+            "fast path: {fast_path}, tty: {tty}, {gone:?}"
+        );
         remove_leaving_nothing(&f, &id).await;
     }
     podway_runtime::nsexec::set_enabled(true);
@@ -375,11 +436,11 @@ async fn an_exec_ends_with_its_container() {
         .await
         .unwrap_or_else(|e| panic!("run_sandbox: {e}"))
         .id;
-    for (fast_path, seconds) in [(true, "103"), (false, "104")] {
+    for (fast_path, seconds) in [(true, "111"), (false, "112")] {
         podway_runtime::nsexec::set_enabled(fast_path);
         let name = format!("shared-{seconds}");
         let id = f.container(&shared, &name, &["sleep", "1000"]).await;
-        let (returned, fast) = exec_then_kill(f.rt(), &id, seconds).await;
+        let (returned, fast) = exec_then_kill(f.rt(), &id, seconds, false, Gone::Stopped).await;
         assert_eq!(fast, fast_path);
         assert_eq!(returned, Ok(137), "fast path: {fast_path}");
         remove_leaving_nothing(&f, &id).await;
