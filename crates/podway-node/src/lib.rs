@@ -3,6 +3,7 @@
 //! (exec, attach, port-forward, logs, run) on `:10250`.
 mod cri;
 mod error;
+mod log_rotation;
 mod logs;
 mod node;
 mod pods;
@@ -20,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
+pub use log_rotation::{LogRotation, parse_size};
 
 /// How the node agent is set up.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Config {
     pub root_dir: PathBuf,
     /// Serve exec/attach/port-forward/logs/run (otherwise they answer 405).
     pub enable_debugging_handlers: bool,
+    /// When container log files are rotated.
+    pub log_rotation: LogRotation,
     /// Stop and remove every pod sandbox when the agent stops. `podway up` owns its pods and
     /// stops them with itself; a standalone agent leaves them running and adopts them on its
     /// next start, as the kubelet does.
@@ -114,6 +118,11 @@ impl NodeAgent {
             port: self.local_addr.port(),
         };
         let heartbeat = tokio::spawn(status.run(tasks.clone()));
+        let rotation = tokio::spawn(log_rotation::run(
+            shared.cri.clone(),
+            self.config.log_rotation,
+            tasks.clone(),
+        ));
         let sync = pods::Sync {
             client,
             shared: shared.clone(),
@@ -123,6 +132,7 @@ impl NodeAgent {
         sync.run(shutdown.clone()).await;
         tasks.cancel();
         let _ = heartbeat.await;
+        let _ = rotation.await;
         let _ = server.await;
         if stop_pods_on_exit {
             pods::remove_all_sandboxes(&shared).await;

@@ -185,6 +185,7 @@ impl Cluster {
             pod_log_dir: dir.path().join("pods"),
             root_dir: dir.path().join("node"),
             enable_debugging_handlers: true,
+            log_rotation: podway_node::LogRotation::default(),
             stop_pods_on_exit: true,
         })
         .await

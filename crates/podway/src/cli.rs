@@ -61,6 +61,9 @@ pub struct UpArgs {
     /// Runtime folders and programs.
     #[command(flatten)]
     pub runtime: RuntimeFlags,
+    /// Container log rotation.
+    #[command(flatten)]
+    pub log_rotation: LogRotationFlags,
     /// HTTPS port of the API server.
     #[arg(long, default_value_t = 6443, value_name = "N")]
     pub api_port: u16,
@@ -90,6 +93,31 @@ pub struct ServerArgs {
     /// Kubelet port used for nodes that do not report one.
     #[arg(long, default_value_t = 10250, value_name = "N")]
     pub kubelet_port: u16,
+}
+
+/// When the node agent rotates container log files (the kubelet's settings of the same names).
+#[derive(Debug, Args, Clone)]
+pub struct LogRotationFlags {
+    /// Rotate a container's log file once it is larger than this (a quantity: 10Mi, 500Ki, 1G).
+    #[arg(long, default_value = "10Mi", value_name = "SIZE", value_parser = podway_node::parse_size)]
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the current one included; older ones are removed.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub container_log_max_files: u64,
+    /// How often the log files' sizes are checked, in seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub container_log_monitor_interval: u64,
+}
+
+impl LogRotationFlags {
+    /// The node agent's rotation policy.
+    pub fn policy(&self) -> podway_node::LogRotation {
+        podway_node::LogRotation {
+            max_size: self.container_log_max_size,
+            max_files: usize::try_from(self.container_log_max_files).unwrap_or(usize::MAX),
+            check_every: std::time::Duration::from_secs(self.container_log_monitor_interval),
+        }
+    }
 }
 
 /// `podway node`.
@@ -148,6 +176,9 @@ pub struct NodeArgs {
     /// The agent's own files: the pods' volumes (emptyDir).
     #[arg(long, default_value = "/var/lib/podway/node", value_name = "DIR")]
     pub root_dir: PathBuf,
+    /// Container log rotation.
+    #[command(flatten)]
+    pub log_rotation: LogRotationFlags,
     /// Serve exec, attach, port-forward, logs and run (false answers 405).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub enable_debugging_handlers: bool,

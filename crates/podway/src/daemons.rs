@@ -92,6 +92,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
         pod_log_dir: args.pod_log_dir,
         root_dir: args.root_dir,
         enable_debugging_handlers: args.enable_debugging_handlers,
+        log_rotation: args.log_rotation.policy(),
         stop_pods_on_exit: false,
     })
     .await

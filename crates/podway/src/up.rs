@@ -53,6 +53,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         pod_log_dir: data_dir.join("pods"),
         root_dir: data_dir.join("node"),
         enable_debugging_handlers: true,
+        log_rotation: args.log_rotation.policy(),
         stop_pods_on_exit: true,
     })
     .await

@@ -203,3 +203,117 @@ fn host_has_8080_listener() -> bool {
         .lines()
         .any(|l| l.contains(":1F90 00000000:0000 0A"))
 }
+
+/// The CRI log files of pod `name`'s container `container`: rotated ones oldest first, then
+/// the current `0.log`, each with its text; None when a rotation moved a file while they were
+/// read (the caller reads again).
+fn log_files(cluster: &Cluster, name: &str, container: &str) -> Option<Vec<(String, String)>> {
+    let pods = cluster.data_dir.join("pods");
+    let pod_dir = std::fs::read_dir(&pods).ok()?.flatten().find(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("default_{name}_"))
+    })?;
+    let dir = pod_dir.path().join(container);
+    let list = || -> Option<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("0.log"))
+            .collect();
+        // `0.log.<YYYYMMDD-HHMMSS>` sort by time; `0.log` (shortest) goes last.
+        names.sort_by_key(|n| (n == "0.log", n.clone()));
+        Some(names)
+    };
+    let before = list()?;
+    let files = before
+        .iter()
+        .map(|n| Some((n.clone(), std::fs::read_to_string(dir.join(n)).ok()?)))
+        .collect::<Option<Vec<_>>>()?;
+    (list()? == before).then_some(files)
+}
+
+/// The numbers N of the `line N …` records in CRI log text.
+fn line_numbers(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut fields = l.splitn(4, ' ');
+            let (_, stream, tag, content) = (
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            );
+            assert_eq!((stream, tag), ("stdout", "F"), "a whole record: {l:?}");
+            content
+                .strip_prefix("line ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn logs_rotate_by_size_without_losing_a_line() {
+    let mut cluster = Cluster::start_with(&[
+        "--container-log-max-size",
+        "4Ki",
+        "--container-log-max-files",
+        "3",
+        "--container-log-monitor-interval",
+        "1",
+    ]);
+    cluster.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: chatty}\nspec:\n  containers:\n  \
+         - name: main\n    image: busybox:1.35\n    command: [sh, -c, 'i=0; while true; do \
+         echo \"line $i $(printf %080d 0)\"; i=$((i+1)); sleep 0.01; done']\n",
+    );
+    cluster.wait_running("chatty");
+    // Two rotations at least, so that the oldest file has been removed once.
+    let mut rotations_seen = std::collections::BTreeSet::new();
+    let files = wait_for("four rotations", std::time::Duration::from_secs(60), || {
+        let files = log_files(&cluster, "chatty", "main")?;
+        let rotated = files.len() - 1;
+        assert!(
+            rotated <= 2,
+            "more files than --container-log-max-files 3: {:?}",
+            files.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        rotations_seen.extend(files.iter().map(|f| f.0.clone()).filter(|n| n != "0.log"));
+        (rotations_seen.len() >= 4 && rotated == 2).then_some(files)
+    });
+    // What the files hold, oldest first, is one unbroken sequence: no record lost or split
+    // when the file was renamed and reopened.
+    let numbers: Vec<u64> = files
+        .iter()
+        .flat_map(|(_, text)| line_numbers(text))
+        .collect();
+    let first = numbers.first().copied().unwrap_or(0);
+    let expected: Vec<u64> = (first..first + numbers.len() as u64).collect();
+    assert_eq!(
+        numbers,
+        expected,
+        "gaps across {:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert!(first > 0, "the oldest rotated files were removed");
+    // kubectl logs reads the current file, as with the kubelet.
+    let logs = stdout(&cluster.kubectl_ok(&["logs", "chatty"]));
+    let shown = line_numbers(
+        &logs
+            .lines()
+            .map(|l| format!("t stdout F {l}\n"))
+            .collect::<String>(),
+    );
+    assert!(
+        !shown.is_empty() && shown.windows(2).all(|w| w[1] == w[0] + 1),
+        "{logs}"
+    );
+    assert!(
+        shown[0] >= first,
+        "kubectl logs shows the current file only"
+    );
+}

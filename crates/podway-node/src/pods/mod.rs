@@ -1,7 +1,7 @@
 //! Pod sync: watches the pods bound to this node and runs one [`worker`] per pod uid.
 mod cgroups;
 mod linux;
-mod quantity;
+pub(crate) mod quantity;
 mod status;
 mod volumes;
 mod worker;

@@ -59,6 +59,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `podway up` and waits until the node is Ready; imports the demo image.
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// Like [`Cluster::start`], with `extra` flags for `podway up`.
+    pub fn start_with(extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("podway-e2e-")
             .tempdir()
@@ -81,6 +86,7 @@ impl Cluster {
                 &node_port.to_string(),
             ])
             .args(["--node-name", &node_name])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
