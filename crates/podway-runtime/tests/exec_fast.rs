@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, alive, eventually, strings};
+use common::{Fixture, alive, eventually, processes_running, strings};
 use podway_runtime::{Error, ProcessIo, Runtime, SeccompProfile, WindowSize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -492,20 +492,6 @@ fn seccomp_lines(status: &str) -> Vec<String> {
         .lines()
         .filter(|l| l.starts_with("Seccomp:") || l.starts_with("Seccomp_filters:"))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
-/// Pids of every process whose command line is `args`.
-fn processes_running(args: &str) -> Vec<u32> {
-    let procs = std::fs::read_dir("/proc").unwrap_or_else(|e| panic!("{e}"));
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
-                .unwrap_or(false)
-        })
         .collect()
 }
 

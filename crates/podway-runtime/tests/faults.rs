@@ -25,17 +25,10 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Pids of the processes in the cgroup `podway/<id>` of any hierarchy.
 fn processes_of_container(id: &str) -> Vec<u32> {
     let needle = format!("/podway/{id}");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .is_ok_and(|c| c.lines().any(|l| l.ends_with(&needle)))
-                && alive(*pid)
-        })
-        .collect()
+    live_pids(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|c| c.lines().any(|l| l.ends_with(&needle)))
+    })
 }
 
 /// What `runc state ID` says on the fixture's runc root (stdout, else stderr).
@@ -293,21 +286,6 @@ fn parent_of(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// Pids of the live processes whose command line is `args`.
-fn processes_running(args: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
-                && alive(*pid)
-        })
-        .collect()
 }
 
 /// How an exec's container goes away.

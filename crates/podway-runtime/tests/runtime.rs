@@ -1355,14 +1355,10 @@ async fn a_sandbox_that_cannot_start_leaves_no_process_socket_or_folder() {
     );
     let state = f.config.state_dir.to_string_lossy().into_owned();
     let monitors = eventually("the monitor to be gone", || {
-        let left: Vec<String> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .filter(|c| c.contains(" shim ") && c.contains(&state))
-            .collect();
+        let left = live_pids(|pid| {
+            let line = cmdline(pid);
+            line.contains(" shim ") && line.contains(&state)
+        });
         left.is_empty().then_some(left)
     })
     .await;

@@ -200,28 +200,41 @@ pub fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Pids of the live (not zombie) processes for which `matches(pid)` holds.
+pub fn live_pids(matches: impl Fn(u32) -> bool) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| matches(pid) && alive(pid))
+        .collect()
+}
+
+/// The command line of process `pid`, its arguments joined by spaces ("" once it is gone).
+pub fn cmdline(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_string()
+}
+
+/// Pids of the live processes whose command line is `args`.
+pub fn processes_running(args: &str) -> Vec<u32> {
+    live_pids(|pid| cmdline(pid) == args)
+}
+
 /// Pids of the live `podway shim` processes serving sandbox `sandbox`.
 pub fn shims_of(sandbox: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let is_shim = args.get(1) == Some(&&b"shim"[..])
+    live_pids(|pid| {
+        let line = cmdline(pid);
+        let args: Vec<&str> = line.split(' ').collect();
+        args.get(1) == Some(&"shim")
             && args
                 .windows(2)
-                .any(|w| w[0] == b"--sandbox" && w[1] == sandbox.as_bytes());
-        if is_shim && alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
+                .any(|w| w[0] == "--sandbox" && w[1] == sandbox)
+    })
 }
 
 /// The records of a CRI log file as `(stream, tag, content)`.
