@@ -367,6 +367,7 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
         stdin: record.spec.stdin,
         stdin_once: record.spec.stdin_once,
         tty: record.spec.tty,
+        kill_all_on_exit: shares_pid_namespace(inner, &record),
     });
     let started = crate::sandbox::ensure_shim(inner, &record.sandbox_id).and_then(|shim| {
         let words = crate::shim::call(&shim.socket, &request)
@@ -485,16 +486,28 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str, grace: Duration) -> Resul
 /// that did not end them: in a pod-wide or the host's pid namespace, its exec'd processes (and
 /// their children) outlive it.
 async fn kill_leftovers(inner: &Inner, record: &ContainerRecord) {
-    let shared = inner
-        .sandbox_record(&record.sandbox_id)
-        .is_ok_and(|s| s.spec.namespaces.pid != PidNamespace::Container);
-    if !shared || record.pid == 0 {
+    if !shares_pid_namespace(inner, record) || record.pid == 0 {
         return;
     }
-    let runtime = &inner.config.oci_runtime;
-    if let Err(e) = crate::oci_runtime::kill_all(runtime, &inner.runc_root(), &record.id).await {
+    let (runtime, root, id) = (
+        inner.config.oci_runtime.clone(),
+        inner.runc_root(),
+        record.id.clone(),
+    );
+    let killed =
+        tokio::task::spawn_blocking(move || crate::oci_runtime::kill_all(&runtime, &root, &id))
+            .await;
+    if let Ok(Err(e)) = killed {
         tracing::debug!(container = %record.id, error = %e, "killing what is left of it");
     }
+}
+
+/// Whether the container's pid namespace is the pod's or the host's: then the processes exec'd
+/// into it outlive its main process unless they are killed.
+fn shares_pid_namespace(inner: &Inner, record: &ContainerRecord) -> bool {
+    inner
+        .sandbox_record(&record.sandbox_id)
+        .is_ok_and(|s| s.spec.namespaces.pid != PidNamespace::Container)
 }
 
 /// Removes a container, stopping it first; leaves no runc state, mount, cgroup or folder.

@@ -33,13 +33,15 @@ pub(crate) async fn delete(runtime: &Path, root: &Path, id: &str) -> Result<()> 
 }
 
 /// `runc kill --all ID KILL`: every process left in the container's cgroup (runc freezes it
-/// first, so none forks away), also once its init process is gone.
-pub(crate) async fn kill_all(runtime: &Path, root: &Path, id: &str) -> Result<()> {
-    let out = command(runtime, root)
+/// first, so none forks away), also once its init process is gone. Blocking (the pod's shim
+/// calls it from its loop; the runtime from `spawn_blocking`).
+pub(crate) fn kill_all(runtime: &Path, root: &Path, id: &str) -> Result<()> {
+    let out = std::process::Command::new(runtime)
+        .arg("--root")
+        .arg(root)
         .args(["kill", "--all", id, "KILL"])
         .stdin(std::process::Stdio::null())
         .output()
-        .await
         .map_err(|e| Error::Io {
             context: format!("running {} kill --all {id}", runtime.display()),
             source: e,

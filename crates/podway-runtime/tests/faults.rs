@@ -395,7 +395,8 @@ async fn an_exec_ends_with_its_container() {
     podway_runtime::nsexec::set_enabled(true);
 
     // In a pod that shares one pid namespace the exec'd process does not die with the
-    // container's main process: stopping the container ends it too.
+    // container's main process: stopping the container ends it too, and so does the main
+    // process's own end (its monitor kills what it left).
     let spec = SandboxSpec {
         name: "shared".into(),
         namespace: "default".into(),
@@ -414,13 +415,19 @@ async fn an_exec_ends_with_its_container() {
         .await
         .unwrap_or_else(|e| panic!("run_sandbox: {e}"))
         .id;
-    for (fast_path, seconds) in [(true, "111"), (false, "112")] {
+    let shared_cases = [
+        (true, Gone::Stopped, "111"),
+        (false, Gone::Stopped, "112"),
+        (true, Gone::Killed, "113"),
+        (false, Gone::Killed, "114"),
+    ];
+    for (fast_path, gone, seconds) in shared_cases {
         podway_runtime::nsexec::set_enabled(fast_path);
         let name = format!("shared-{seconds}");
         let id = f.container(&shared, &name, &["sleep", "1000"]).await;
-        let (returned, fast) = exec_then_kill(f.rt(), &id, seconds, false, Gone::Stopped).await;
+        let (returned, fast) = exec_then_kill(f.rt(), &id, seconds, false, gone).await;
         assert_eq!(fast, fast_path);
-        assert_eq!(returned, Ok(137), "fast path: {fast_path}");
+        assert_eq!(returned, Ok(137), "fast path: {fast_path}, {gone:?}");
         remove_leaving_nothing(&f, &id).await;
     }
     for id in [&sandbox, &shared] {

@@ -93,6 +93,11 @@ pub(crate) struct StartRequest {
     pub stdin_once: bool,
     /// Run on a terminal.
     pub tty: bool,
+    /// Its pid namespace is the pod's or the host's: when its main process exits, kill what it
+    /// leaves in its cgroup (exec'd processes), as a container with its own namespace loses
+    /// them with its init.
+    #[serde(default)]
+    pub kill_all_on_exit: bool,
 }
 
 #[derive(Debug)]
@@ -248,6 +253,7 @@ mod tests {
             stdin: true,
             stdin_once: false,
             tty: false,
+            kill_all_on_exit: false,
         });
         let text = serde_json::to_string(&start).unwrap_or_default();
         assert!(text.starts_with("{\"start\":{\"id\":\"c1\"") && !text.contains('\n'));

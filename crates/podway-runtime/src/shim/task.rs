@@ -76,6 +76,8 @@ pub(super) struct Task {
     listener: Option<UnixListener>,
     attach_path: PathBuf,
     clients: Vec<Client>,
+    /// The OCI runtime and its root, when what the main process leaves is killed at its exit.
+    kill_all_on_exit: Option<(PathBuf, PathBuf)>,
 }
 
 impl Task {
@@ -132,6 +134,9 @@ impl Task {
             listener: Some(listener),
             attach_path: req.attach.clone(),
             clients: Vec::new(),
+            kill_all_on_exit: req
+                .kill_all_on_exit
+                .then(|| (req.runtime.clone(), req.root.clone())),
         };
         Ok((task, started_at))
     }
@@ -195,6 +200,11 @@ impl Task {
             exit_code,
             finished_at: crate::util::now_nanos(),
         });
+        if let Some((runtime, root)) = &self.kill_all_on_exit
+            && let Err(e) = crate::oci_runtime::kill_all(runtime, root, &self.id)
+        {
+            eprintln!("podway shim: container {}: {e}", self.id);
+        }
         if self.tty {
             // The terminal gives EIO once the container's side is closed; nothing to write now.
             self.stdin = None;
