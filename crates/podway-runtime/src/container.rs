@@ -414,15 +414,10 @@ fn start_shim(inner: &Inner, mut record: ContainerRecord) -> Result<()> {
     }
 }
 
-/// The monitor's reason a container did not start (without the container's id, which the
-/// caller's message has already), led by its working directory when that is what failed (runc
-/// makes a missing one, but not below a file: `mkdir /bin/sh: not a directory`, or
-/// `chdir to cwd …`).
+/// The monitor's reason a container did not start, led by its working directory when that is
+/// what failed (runc makes a missing one, but not below a file: `mkdir /bin/sh: not a
+/// directory`, or `chdir to cwd …`).
 fn explain_start_error(inner: &Inner, id: &str, reason: String) -> String {
-    let reason = match reason.strip_prefix(&format!("container {id}: ")) {
-        Some(rest) => rest.to_string(),
-        None => reason,
-    };
     let config = inner.container_dir(id).join("config.json");
     let Some(cwd) = oci_spec::runtime::Spec::load(&config)
         .ok()
@@ -518,10 +513,15 @@ pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
         Ok(_) => {}
     }
     stop(inner, id, Duration::ZERO).await?;
-    crate::oci_runtime::delete(&inner.config.oci_runtime, &inner.runc_root(), id).await?;
     let dir = inner.container_dir(id);
     let dir2 = dir.clone();
+    let (runtime, root, id2) = (
+        inner.config.oci_runtime.clone(),
+        inner.runc_root(),
+        id.to_string(),
+    );
     tokio::task::spawn_blocking(move || -> Result<()> {
+        crate::oci_runtime::delete(&runtime, &root, &id2)?;
         unmount(&dir2.join("rootfs"))?;
         crate::util::remove_dir_all(&dir2)
     })

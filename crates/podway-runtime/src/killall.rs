@@ -52,14 +52,8 @@ pub fn killall(data_dir: &Path, state_dir: &Path, oci_runtime: &Path) -> Killed 
     }
     let runc_root = state_dir.join("runc");
     for c in &containers {
-        let deleted = std::process::Command::new(oci_runtime)
-            .arg("--root")
-            .arg(&runc_root)
-            .args(["delete", "--force", &c.id])
-            .stdin(std::process::Stdio::null())
-            .output();
-        if let Err(e) = deleted {
-            tracing::warn!(container = %c.id, error = %e, "running the OCI runtime's delete");
+        if let Err(e) = crate::oci_runtime::delete(oci_runtime, &runc_root, &c.id) {
+            tracing::warn!(container = %c.id, error = %e, "deleting its OCI runtime state");
         }
         let rootfs = data_dir.join("containers").join(&c.id).join("rootfs");
         if let Err(e) = crate::container::unmount(&rootfs) {

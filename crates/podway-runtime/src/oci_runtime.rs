@@ -10,50 +10,39 @@ pub(crate) fn command(runtime: &Path, root: &Path) -> tokio::process::Command {
     cmd
 }
 
-/// `runc delete --force ID`; a container runc does not know is fine.
-pub(crate) async fn delete(runtime: &Path, root: &Path, id: &str) -> Result<()> {
-    let out = command(runtime, root)
-        .args(["delete", "--force", id])
+/// Runs `runc --root ROOT ARGS…` to its end (blocking); `Err` when it could not run or failed,
+/// unless `fine` accepts its stderr.
+fn run_blocking(runtime: &Path, root: &Path, args: &[&str], fine: fn(&str) -> bool) -> Result<()> {
+    let what = format!("{} {}", runtime.display(), args.join(" "));
+    let out = std::process::Command::new(runtime)
+        .arg("--root")
+        .arg(root)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
-        .await
         .map_err(|e| Error::Io {
-            context: format!("running {} delete {id}", runtime.display()),
+            context: format!("running {what}"),
             source: e,
         })?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() || stderr.contains("does not exist") || stderr.contains("not exist") {
+    if out.status.success() || fine(&stderr) {
         return Ok(());
     }
-    Err(Error::Command(format!(
-        "{} delete {id} failed: {}",
-        runtime.display(),
-        stderr.trim()
-    )))
+    Err(Error::Command(format!("{what} failed: {}", stderr.trim())))
+}
+
+/// `runc delete --force ID`; a container runc does not know is fine. Blocking.
+pub(crate) fn delete(runtime: &Path, root: &Path, id: &str) -> Result<()> {
+    run_blocking(runtime, root, &["delete", "--force", id], |stderr| {
+        stderr.contains("not exist")
+    })
 }
 
 /// `runc kill --all ID KILL`: every process left in the container's cgroup (runc freezes it
 /// first, so none forks away), also once its init process is gone. Blocking (the pod's shim
 /// calls it from its loop; the runtime from `spawn_blocking`).
 pub(crate) fn kill_all(runtime: &Path, root: &Path, id: &str) -> Result<()> {
-    let out = std::process::Command::new(runtime)
-        .arg("--root")
-        .arg(root)
-        .args(["kill", "--all", id, "KILL"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| Error::Io {
-            context: format!("running {} kill --all {id}", runtime.display()),
-            source: e,
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(Error::Command(format!(
-        "{} kill --all {id} failed: {}",
-        runtime.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
+    run_blocking(runtime, root, &["kill", "--all", id, "KILL"], |_| false)
 }
 
 /// The last error of a runc text log (`--log FILE --log-format text`): its `msg`, unescaped.

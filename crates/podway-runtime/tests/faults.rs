@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use podway_runtime::{
-    ContainerSpec, ContainerState, PidNamespace, PodNamespaces, ProcessIo, Runtime, RuntimeConfig,
-    SandboxSpec,
+    ContainerSpec, ContainerState, PidNamespace, PodNamespaces, ProcessIo, Runtime, SandboxSpec,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -544,12 +543,7 @@ async fn a_disk_that_fills_up_during_an_import_keeps_nothing_of_it() {
     }
 
     let disk = SmallDisk::mount(&tmp.path().join("disk"), "3m");
-    let config = RuntimeConfig {
-        data_dir: disk.0.join("data"),
-        state_dir: tmp.path().join("state"),
-        oci_runtime: PathBuf::from("/usr/sbin/runc"),
-        podway_bin: podway_bin(),
-    };
+    let config = runtime_config(disk.0.join("data"), tmp.path().join("state"));
     let rt = Runtime::open(config.clone())
         .await
         .unwrap_or_else(|e| panic!("open: {e}"));

@@ -234,7 +234,7 @@ fn log_files(cluster: &Cluster, name: &str, container: &str) -> Option<Vec<(Stri
     (list()? == before).then_some(files)
 }
 
-/// The numbers N of the `line N …` records in CRI log text.
+/// The numbers N of the `line N …` records in CRI log text (each a whole stdout record).
 fn line_numbers(text: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|l| {
@@ -246,14 +246,14 @@ fn line_numbers(text: &str) -> Vec<u64> {
                 fields.next()?,
             );
             assert_eq!((stream, tag), ("stdout", "F"), "a whole record: {l:?}");
-            content
-                .strip_prefix("line ")?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
+            line_number(content)
         })
         .collect()
+}
+
+/// N of a `line N …` line.
+fn line_number(line: &str) -> Option<u64> {
+    line.strip_prefix("line ")?.split(' ').next()?.parse().ok()
 }
 
 #[test]
@@ -302,12 +302,7 @@ fn logs_rotate_by_size_without_losing_a_line() {
     assert!(first > 0, "the oldest rotated files were removed");
     // kubectl logs reads the current file, as with the kubelet.
     let logs = stdout(&cluster.kubectl_ok(&["logs", "chatty"]));
-    let shown = line_numbers(
-        &logs
-            .lines()
-            .map(|l| format!("t stdout F {l}\n"))
-            .collect::<String>(),
-    );
+    let shown: Vec<u64> = logs.lines().filter_map(line_number).collect();
     assert!(
         !shown.is_empty() && shown.windows(2).all(|w| w[1] == w[0] + 1),
         "{logs}"

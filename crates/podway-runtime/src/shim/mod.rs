@@ -14,9 +14,10 @@
 //!
 //! ```text
 //! → {"start":{"id":ID,"bundle":DIR,"runtime":RUNC,"root":RUNC_ROOT,"log":FILE|null,
-//!             "attach":SOCK,"stdin":bool,"stdin_once":bool,"tty":bool}}\n
+//!             "attach":SOCK,"stdin":bool,"stdin_once":bool,"tty":bool,
+//!             "kill_all_on_exit":bool}}\n
 //! ← ok PID STARTED_AT_NANOS\n            (the container's init runs)
-//! ← error container ID: CAUSE\n          (nothing of it is left in the shim)
+//! ← error CAUSE\n                        (nothing of it is left in the shim)
 //! → "shutdown"\n
 //! ← ok\n                                 (SIGKILL to containers still running, then exit once
 //!                                         they are recorded, at most 5 s later)

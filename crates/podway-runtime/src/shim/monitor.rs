@@ -162,7 +162,8 @@ impl Monitor {
         let reply = match super::read_request(conn) {
             Ok(Request::Start(req)) => match self.start(&req) {
                 Ok((pid, started_at)) => format!("ok {pid} {started_at}\n"),
-                Err(e) => format!("error container {}: {}\n", req.id, e.replace('\n', " ")),
+                // The runtime's message names the container already.
+                Err(e) => format!("error {}\n", e.replace('\n', " ")),
             },
             Ok(Request::Shutdown) => {
                 for task in &self.tasks {

@@ -27,6 +27,17 @@ pub fn podway_bin() -> PathBuf {
     bin
 }
 
+/// The tests' runtime configuration over `data_dir` and `state_dir`: this machine's runc and
+/// the podway binary of [`podway_bin`].
+pub fn runtime_config(data_dir: PathBuf, state_dir: PathBuf) -> RuntimeConfig {
+    RuntimeConfig {
+        data_dir,
+        state_dir,
+        oci_runtime: PathBuf::from("/usr/sbin/runc"),
+        podway_bin: podway_bin(),
+    }
+}
+
 /// A data dir, a state dir and a runtime over them; on drop kills and unmounts whatever the
 /// test left behind (containers, shims, pause processes, rootfs mounts, cgroups).
 pub struct Fixture {
@@ -41,12 +52,7 @@ pub struct Fixture {
 impl Fixture {
     pub async fn new() -> Fixture {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let config = RuntimeConfig {
-            data_dir: tmp.path().join("data"),
-            state_dir: tmp.path().join("state"),
-            oci_runtime: PathBuf::from("/usr/sbin/runc"),
-            podway_bin: podway_bin(),
-        };
+        let config = runtime_config(tmp.path().join("data"), tmp.path().join("state"));
         let runtime = Runtime::open(config.clone())
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
